@@ -97,10 +97,11 @@ def load_model(
 ) -> POSAPL:
     """The serving/indexing model: a trained checkpoint, or zero-shot CLIP when there is none.
 
-    Zero-shot uses the causal text-adapter variant: with zero adapters it is exactly base CLIP either way,
+    An empty `checkpoint` (an unset environment variable) means zero-shot too. Zero-shot uses the causal
+    text-adapter variant: with zero adapters it is exactly base CLIP either way,
     and it lets queries be encoded truncated.
     """
-    if checkpoint is not None:
+    if checkpoint:
         return load_checkpoint(checkpoint, pretrained)
     config = replace(preset_config(preset, arch), text_adapter_causal=True)
     return build_from_config(config, pretrained or DEFAULT_PRETRAINED)

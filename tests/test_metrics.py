@@ -56,3 +56,17 @@ def test_rejects_bad_shapes() -> None:
         retrieval_metrics(np.zeros(3), img2txt, txt2img)
     with pytest.raises(ValueError, match="ground truth"):
         retrieval_metrics(np.zeros((3, 14)), img2txt, txt2img)
+
+
+def test_separately_scored_directions() -> None:
+    rng = np.random.default_rng(9)
+    img2txt, txt2img = ground_truth(30)
+    i2t = rng.normal(size=(30, 150))
+    t2i = rng.normal(size=(150, 30))
+    split = retrieval_metrics(i2t, img2txt, txt2img, t2i)
+    assert {k: split[k] for k in ("txt_r1", "txt_r5", "txt_r10")} == {
+        k: v for k, v in brute_force(i2t, img2txt, txt2img).items() if k.startswith("txt")}
+    assert {k: split[k] for k in ("img_r1", "img_r5", "img_r10")} == {
+        k: v for k, v in brute_force(t2i.T, img2txt, txt2img).items() if k.startswith("img")}
+    with pytest.raises(ValueError, match="sims_t2i"):
+        retrieval_metrics(i2t, img2txt, txt2img, t2i.T)
