@@ -1,0 +1,165 @@
+"""`posapl index build|update|rollback|status`.
+
+Exit codes (the nightly scheduler relies on them): 0 success (including "nothing changed"), 1 the job
+failed (bad configuration, unreadable model, integrity error, I/O error), 2 invalid arguments or settings,
+3 another index job holds the store's lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from index.layout import LAST_RUN
+from index.publish import StoreBusyError, rollback, store_lock
+from index.settings import IndexSettings, StoreConfig
+from index.store import IndexIntegrityError, IndexStore
+from posapl.cli import settings_from_args
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+def _runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--num-workers", type=int, help="decode worker processes")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    print(f"posapl index {command}: {exc}", file=sys.stderr)
+    return EXIT_BUSY if isinstance(exc, StoreBusyError) else EXIT_FAILED
+
+
+def _print_report(report) -> None:
+    counts = report.counts
+    what = "published version" if report.status == "published" else "nothing changed; live version stays"
+    print(
+        f"{what} {report.version}: {counts['images']} images ({counts['new']} new, {counts['removed']} removed, "
+        f"{counts['resumed']} resumed), {counts['captions']} captions, {counts['skipped']} skipped "
+        f"in {report.seconds:.1f}s"
+    )
+    if report.full_rebuild:
+        print(f"full rebuild: {report.full_rebuild}")
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from index.job import run_update
+
+    settings = settings_from_args(IndexSettings, args)
+    try:
+        config = settings.store_config()
+        report = run_update(Path(settings.root), settings, config)
+    except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
+        return _fail("build", exc)
+    _print_report(report)
+    return EXIT_OK
+
+
+def _update(args: argparse.Namespace) -> int:
+    from index.job import run_update
+
+    settings = settings_from_args(IndexSettings, args)
+    try:
+        report = run_update(Path(settings.root), settings)
+    except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
+        return _fail("update", exc)
+    _print_report(report)
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    try:
+        with store_lock(root):
+            number = rollback(root)
+    except (StoreBusyError, IndexIntegrityError, OSError) as exc:
+        return _fail("rollback", exc)
+    print(f"live version is now {number}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    store = IndexStore(root)
+    try:
+        config = StoreConfig.load(root)
+        live = store.current_version()
+        status = {
+            "root": str(root.resolve()),
+            "current": live,
+            "versions": store.versions(),
+            "sources": [str(s) for s in config.sources],
+            "captions": [str(c) for c in config.captions],
+        }
+        if live is not None:
+            with store.open(live) as version:
+                manifest = version.manifest
+                status.update(
+                    created=manifest.created,
+                    fingerprint=manifest.fingerprint,
+                    dim=manifest.dim,
+                    counts=manifest.counts,
+                    index=manifest.index,
+                    profiles=manifest.raw.get("profiles"),
+                )
+        last = root / LAST_RUN
+        if last.is_file():
+            status["last_run"] = {k: v for k, v in json.loads(last.read_text()).items() if k != "skipped"}
+    except (IndexIntegrityError, ValueError, OSError) as exc:
+        return _fail("status", exc)
+    print(json.dumps(status, indent=2))
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    index = subparsers.add_parser("index", help="build and maintain the image archive index")
+    commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+
+    build = commands.add_parser("build", help="create (or reconfigure) an index store and publish a version")
+    build.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="image folders")
+    build.add_argument("--out", dest="root", type=Path, required=True, metavar="ROOT", help="index store root")
+    build.add_argument("--checkpoint", help="POSAPL checkpoint directory (default: zero-shot base CLIP)")
+    build.add_argument("--pretrained", help="open_clip tag or local weights file for the base model")
+    build.add_argument("--arch", help="open_clip architecture name or JSON config (zero-shot only)")
+    build.add_argument("--preset", choices=["rsitmd", "rsicd"])
+    build.add_argument(
+        "--captions",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="caption bank: annotation JSON files and/or text files with one caption a line",
+    )
+    build.add_argument(
+        "--ivf",
+        dest="index_kind",
+        action="store_const",
+        const="ivf",
+        help="IVF-Flat image index instead of exact search (archives above ~1M images)",
+    )
+    build.add_argument("--nlist", type=int, help="IVF lists (capped at images/39)")
+    build.add_argument("--nprobe", type=int, help="IVF lists searched per query")
+    build.add_argument("--max-pixels", type=int, help="larger images are skipped as decompression bombs")
+    build.add_argument("--keep-versions", type=int, help="published versions kept on disk (default 3)")
+    build.add_argument(
+        "--keep-missing", action="store_const", const=True, help="updates keep entries whose files have disappeared"
+    )
+    _runtime_flags(build)
+    build.set_defaults(func=_build)
+
+    update = commands.add_parser("update", help="rescan the store's folders and publish a version if anything changed")
+    update.add_argument("--root", type=Path, required=True)
+    _runtime_flags(update)
+    update.set_defaults(func=_update)
+
+    back = commands.add_parser("rollback", help="make the previous version live again")
+    back.add_argument("--root", type=Path, required=True)
+    back.set_defaults(func=_rollback)
+
+    status = commands.add_parser("status", help="print the live version's manifest summary as JSON")
+    status.add_argument("--root", type=Path, required=True)
+    status.set_defaults(func=_status)

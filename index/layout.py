@@ -1,0 +1,61 @@
+"""On-disk layout of an index store, shared by the writer (index.publish) and the reader (index.store).
+
+ROOT/CURRENT                       the live version number, one line ("7\\n"); replaced atomically
+ROOT/config.json                   sources, caption files and model of the store (so `update` needs only ROOT)
+ROOT/.lock                         flock target: one writer at a time
+ROOT/last-run.json                 report of the latest build/update run (counts, skipped files, reasons)
+ROOT/versions/<n>/images.faiss     image vectors, FAISS ids = image ids
+ROOT/versions/<n>/captions.faiss   caption-bank vectors, FAISS ids = caption ids
+ROOT/versions/<n>/meta.sqlite      tables images, captions, skipped
+ROOT/versions/<n>/profiles.npz     re-ranking profiles: image_ids, image_profiles, caption_ids, caption_profiles
+ROOT/versions/<n>/manifest.json    version, created, model, dim, counts, sha256 + size of every other file
+ROOT/work/                         resumable embedding checkpoints of an unfinished run
+ROOT/staging-*/                    a version being written; never read, removed by the next writer
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+FORMAT = "posapl-index/1"
+CURRENT = "CURRENT"
+CONFIG = "config.json"
+LOCK = ".lock"
+LAST_RUN = "last-run.json"
+VERSIONS = "versions"
+WORK = "work"
+STAGING_PREFIX = "staging-"
+
+IMAGES_INDEX = "images.faiss"
+CAPTIONS_INDEX = "captions.faiss"
+META = "meta.sqlite"
+PROFILES = "profiles.npz"
+MANIFEST = "manifest.json"
+VERSION_FILES = (IMAGES_INDEX, CAPTIONS_INDEX, META, PROFILES)
+
+ID_MASK = (1 << 63) - 1
+
+
+def content_id(sha256_hex: str) -> int:
+    """Stable 63-bit image id from the content hash: the same bytes always get the same id, never -1
+    (FAISS's "no result") and always a valid SQLite INTEGER."""
+    return int(sha256_hex[:16], 16) & ID_MASK
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or new entry in `path` durable: without it a crash can forget a completed os.replace."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,226 @@
+"""Write a version completely, check it, then make it live with one atomic rename of CURRENT.
+
+Order of operations, so that a crash at any instant leaves CURRENT naming a complete, verified version:
+1. write every file into ROOT/staging-<n>-<pid>/ and fsync each file and the folder;
+2. re-open the staged folder with the reader (counts + sha256 of every file);
+3. rename it to ROOT/versions/<n> and fsync versions/ (a crash here leaves an unpublished complete version,
+   which the next run simply numbers past);
+4. write CURRENT.tmp, fsync, os.replace onto CURRENT, fsync ROOT;
+5. delete versions beyond the newest `keep` (never the live one) and stale staging folders.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.layout import (
+    CAPTIONS_INDEX,
+    CURRENT,
+    FORMAT,
+    IMAGES_INDEX,
+    LOCK,
+    MANIFEST,
+    META,
+    PROFILES,
+    STAGING_PREFIX,
+    VERSION_FILES,
+    VERSIONS,
+    file_sha256,
+    fsync_dir,
+)
+from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
+
+
+class StoreBusyError(RuntimeError):
+    """Another job holds the store's lock."""
+
+
+@contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Exclusive, non-blocking flock on ROOT/.lock; released by the kernel even when the process is killed."""
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StoreBusyError(f"another index job is running on {root} (lock {root / LOCK} is held)") from exc
+        yield
+    finally:
+        handle.close()
+
+
+@dataclass
+class VersionContent:
+    image_records: list[ImageRecord]
+    image_vectors: np.ndarray
+    image_index: faiss.Index
+    caption_texts: list[tuple[str, str]]  # (text, source file); caption id = position
+    caption_index: faiss.Index
+    profiles: dict[str, np.ndarray]  # image_ids, image_profiles, caption_ids, caption_profiles
+    skipped: list[tuple[str, str]]
+    manifest: dict[str, Any]  # everything but version, created, counts and files
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_meta(path: Path, content: VersionContent) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(
+            """
+            CREATE TABLE images (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
+                sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+                mtime REAL NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs INTEGER);
+            CREATE TABLE captions (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT NULL);
+            CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
+            """
+        )
+        db.executemany(
+            "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    r.id,
+                    r.source,
+                    r.path,
+                    r.sha256,
+                    r.bytes,
+                    r.width,
+                    r.height,
+                    r.mtime,
+                    r.bands,
+                    r.dtype,
+                    r.preprocessing,
+                    *(r.bbox or (None, None, None, None)),
+                    r.crs,
+                )
+                for r in content.image_records
+            ],
+        )
+        db.executemany(
+            "INSERT INTO captions VALUES (?,?,?)",
+            [(i, text, source) for i, (text, source) in enumerate(content.caption_texts)],
+        )
+        db.executemany("INSERT INTO skipped VALUES (?,?)", content.skipped)
+        db.commit()
+    finally:
+        db.close()
+
+
+def write_version(directory: Path, number: int, content: VersionContent) -> None:
+    directory.mkdir(parents=True)
+    faiss.write_index(content.image_index, str(directory / IMAGES_INDEX))
+    faiss.write_index(content.caption_index, str(directory / CAPTIONS_INDEX))
+    _write_meta(directory / META, content)
+    with open(directory / PROFILES, "wb") as handle:
+        np.savez(handle, **content.profiles)
+    files = {}
+    for name in VERSION_FILES:
+        _fsync_file(directory / name)
+        files[name] = {"sha256": file_sha256(directory / name), "bytes": (directory / name).stat().st_size}
+    manifest = {
+        "format": FORMAT,
+        "version": number,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **content.manifest,
+        "counts": {
+            **content.manifest.get("counts", {}),
+            "images": len(content.image_records),
+            "captions": len(content.caption_texts),
+            "skipped": len(content.skipped),
+        },
+        "files": files,
+    }
+    with open(directory / MANIFEST, "w") as handle:
+        json.dump(manifest, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(directory)
+
+
+def write_current(root: Path, number: int) -> None:
+    tmp = root / f".{CURRENT}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(f"{number}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, root / CURRENT)
+    fsync_dir(root)
+
+
+def remove_staging(root: Path) -> None:
+    """Folders of versions that never reached versions/ (a crash mid-write); only the lock holder calls this."""
+    for path in root.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def prune(root: Path, keep: int) -> list[int]:
+    store = IndexStore(root)
+    live = store.current_version()
+    removed = []
+    for number in store.versions()[:-keep] if keep > 0 else []:
+        if number != live:
+            shutil.rmtree(store.version_path(number))
+            removed.append(number)
+    if removed:
+        fsync_dir(root / VERSIONS)
+    return removed
+
+
+def publish(root: Path, content: VersionContent, keep: int, pause: Callable[[str], None]) -> int:
+    """Write, verify and make live a new version; returns its number. `pause` is the crash-test hook."""
+    store = IndexStore(root)
+    live = store.current_version()
+    on_disk = store.versions()
+    number = max([*on_disk, live or 0, 0]) + 1
+    staging = root / f"{STAGING_PREFIX}{number}-{os.getpid()}"
+    write_version(staging, number, content)
+    pause("staged")
+    try:
+        IndexVersion(number, staging).close()
+    except IndexIntegrityError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IndexIntegrityError(f"freshly written version failed its own check: {exc}") from exc
+    (root / VERSIONS).mkdir(exist_ok=True)
+    final = store.version_path(number)
+    os.rename(staging, final)
+    fsync_dir(root / VERSIONS)
+    fsync_dir(root)
+    pause("renamed")
+    write_current(root, number)
+    pause("published")
+    prune(root, keep)
+    return number
+
+
+def rollback(root: Path) -> int:
+    """Make the newest complete version older than the live one live; returns its number."""
+    store = IndexStore(root)
+    live = store.current_version()
+    if live is None:
+        raise IndexIntegrityError(f"{root} has no published version to roll back from")
+    for number in reversed([n for n in store.versions() if n < live]):
+        try:
+            IndexVersion(number, store.version_path(number)).close()
+        except IndexIntegrityError:
+            continue
+        write_current(root, number)
+        return number
+    raise IndexIntegrityError(f"{root}: no intact version older than {live} to roll back to")

@@ -1,0 +1,74 @@
+"""Find archive files and their content hashes.
+
+Hashing every file every night would read the whole archive; a file whose folder, relative path, size and
+mtime match the live version keeps its recorded hash, so only new or touched files are read.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.decode import IMAGE_SUFFIXES
+from index.layout import file_sha256
+
+HashCache = dict[tuple[int, str], tuple[int, float, str]]  # (source, relpath) -> (bytes, mtime, sha256)
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    source: int  # index into the store's source folders
+    path: str  # relative to the source folder, POSIX separators
+    absolute: Path
+    bytes: int
+    mtime: float
+    sha256: str
+
+
+def _walk(root: Path) -> list[Path]:
+    found = []
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        subdirs.sort()
+        found.extend(Path(directory) / name for name in sorted(files) if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    return found
+
+
+def scan_sources(
+    sources: list[Path], cache: HashCache | None = None, threads: int = 8
+) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
+    """All image files under `sources` in a stable order, and (path, reason) of files that cannot be read."""
+    cache = cache or {}
+    candidates: list[tuple[int, str, Path, int, float]] = []
+    unreadable: list[tuple[str, str]] = []
+    for number, root in enumerate(sources):
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist")
+        for path in _walk(root):
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                unreadable.append((str(path), f"cannot stat: {exc}"))
+                continue
+            candidates.append((number, path.relative_to(root).as_posix(), path, stat.st_size, stat.st_mtime))
+
+    def digest(item: tuple[int, str, Path, int, float]) -> str | OSError:
+        number, rel, path, size, mtime = item
+        cached = cache.get((number, rel))
+        if cached is not None and cached[0] == size and cached[1] == mtime:
+            return cached[2]
+        try:
+            return file_sha256(path)
+        except OSError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        digests = list(pool.map(digest, candidates))
+    files = []
+    for (number, rel, path, size, mtime), sha in zip(candidates, digests):
+        if isinstance(sha, OSError):
+            unreadable.append((str(path), f"cannot read: {sha}"))
+        else:
+            files.append(ScannedFile(number, rel, path, size, mtime, sha))
+    return files, unreadable

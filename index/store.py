@@ -1,0 +1,389 @@
+"""Read side of the index store: the only code that parses a published version (the service uses it).
+
+Contract (names are stable; see index.layout for the files):
+
+    IndexIntegrityError(ValueError)       a version is missing, incomplete or its checksums do not match
+    IndexStore(root)
+        .root: Path
+        .current_version() -> int | None      number in ROOT/CURRENT, None when nothing is published
+        .versions() -> list[int]              complete version folders on disk, ascending
+        .open(n: int | None = None, verify=True) -> IndexVersion     n=None: the current version
+    open_version(root, n=None, verify=True) -> IndexVersion        same as IndexStore(root).open(n)
+
+    IndexVersion (read-only; safe to share between threads; close() or use as a context manager)
+        .number: int, .path: Path, .manifest: Manifest
+        .image_index: faiss.Index     ids = image ids (int64), vectors L2-normalised -> inner product = cosine
+        .caption_index: faiss.Index   ids = caption ids (int64)
+        .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result)
+        .search_captions(queries, k) -> same, over the caption bank
+        .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
+        .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
+        .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
+        .image_ids() / .caption_ids() -> int64 arrays;  .skipped() -> [(path, reason)] of files left out
+        .image_path(id) -> Path                absolute path: manifest.sources[record.source] / record.path
+        .caption(id) -> CaptionRecord          KeyError when unknown;  .captions(ids) -> list[CaptionRecord | None]
+        .caption_texts(ids) -> list[str]        KeyError when one is unknown
+        .image_profiles(ids) -> (N,P) float32  re-ranking profile of each image against the caption bank
+        .caption_profiles(ids) -> (N,P)        re-ranking profile of each caption against the image archive
+                                               (KeyError for an unknown id, -1 included; P = 0 and
+                                               manifest.raw["profiles"]["method"] is None when none were built)
+        .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
+
+    Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
+        fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, nlist, nprobe),
+        sources (absolute image folders), caption_sources, files ({name: {sha256, bytes}}), raw (the dict)
+
+A reader that fails to open a new version (IndexIntegrityError) should keep serving the version it has.
+Versions are immutable once published, so the SQLite file is opened read-only and immutable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.layout import (
+    CAPTIONS_INDEX,
+    CURRENT,
+    FORMAT,
+    IMAGES_INDEX,
+    MANIFEST,
+    META,
+    PROFILES,
+    VERSION_FILES,
+    VERSIONS,
+    file_sha256,
+)
+
+
+class IndexIntegrityError(ValueError):
+    """A version of the store cannot be trusted: missing files, bad manifest, checksum or count mismatch."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: str
+    version: int
+    created: str
+    model: dict[str, Any]
+    dim: int
+    counts: dict[str, int]
+    index: dict[str, Any]
+    sources: list[str]
+    caption_sources: list[str]
+    files: dict[str, dict[str, Any]]
+    raw: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.model["fingerprint"])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        try:
+            return cls(
+                format=str(data["format"]),
+                version=int(data["version"]),
+                created=str(data["created"]),
+                model=dict(data["model"]),
+                dim=int(data["dim"]),
+                counts={k: int(v) for k, v in data["counts"].items()},
+                index=dict(data["index"]),
+                sources=[str(s) for s in data["sources"]],
+                caption_sources=[str(s) for s in data["caption_sources"]],
+                files={k: dict(v) for k, v in data["files"].items()},
+                raw=data,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexIntegrityError(f"manifest is incomplete or malformed: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    source: int  # index into Manifest.sources
+    path: str  # relative to that source folder, POSIX separators
+    sha256: str
+    bytes: int
+    width: int  # of the stored file, before any resize
+    height: int
+    mtime: float
+    bands: int
+    dtype: str
+    preprocessing: str  # how the file became 8-bit RGB (band selection, percentile scaling), "" when plain
+    bbox: tuple[float, float, float, float] | None  # (min_x, min_y, max_x, max_y) in the CRS, GeoTIFF only
+    crs: int | None  # EPSG code, GeoTIFF only
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    id: int
+    text: str
+    source: str  # file the caption came from
+
+
+SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
+IMAGE_COLUMNS = (
+    "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
+    "min_x, min_y, max_x, max_y, crs"
+)
+
+
+def _image_record(row: tuple) -> ImageRecord:
+    bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
+    return ImageRecord(*row[:11], bbox=bbox, crs=row[15])
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise IndexIntegrityError(f"{path} is missing") from exc
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexIntegrityError(f"{path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise IndexIntegrityError(f"{path} is not a JSON object")
+    manifest = Manifest.from_dict(data)
+    if manifest.format != FORMAT:
+        raise IndexIntegrityError(f"{path} has format {manifest.format!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def verify_files(directory: Path, manifest: Manifest) -> None:
+    """Every version file is listed, present, of the recorded size and sha256."""
+    missing = [name for name in VERSION_FILES if name not in manifest.files]
+    if missing:
+        raise IndexIntegrityError(f"{directory}: manifest lists no checksum for {', '.join(missing)}")
+    for name, expected in manifest.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise IndexIntegrityError(f"{directory}: {name} is missing")
+        size = path.stat().st_size
+        if size != expected.get("bytes"):
+            raise IndexIntegrityError(f"{directory}: {name} has {size} bytes, manifest says {expected.get('bytes')}")
+        if file_sha256(path) != expected.get("sha256"):
+            raise IndexIntegrityError(f"{directory}: {name} does not match its sha256 in the manifest")
+
+
+class IndexVersion:
+    """One published version, loaded and checked; see the module docstring for the contract."""
+
+    def __init__(self, number: int, path: Path, verify: bool = True) -> None:
+        self.number = number
+        self.path = path
+        self.manifest = read_manifest(path / MANIFEST)
+        if self.manifest.version != number:
+            raise IndexIntegrityError(f"{path}: manifest says version {self.manifest.version}, folder is {number}")
+        if verify:
+            verify_files(path, self.manifest)
+        try:
+            self.image_index = faiss.read_index(str(path / IMAGES_INDEX))
+            self.caption_index = faiss.read_index(str(path / CAPTIONS_INDEX))
+        except RuntimeError as exc:
+            raise IndexIntegrityError(f"{path}: unreadable FAISS index: {exc}") from exc
+        self._set_nprobe()
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        try:
+            self._load_profiles(path / PROFILES)
+            self._check_counts()
+        except (IndexIntegrityError, sqlite3.Error) as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise IndexIntegrityError(f"{path}: unreadable metadata: {exc}") from exc
+            raise
+
+    def _set_nprobe(self) -> None:
+        nprobe = self.manifest.index.get("nprobe")
+        if nprobe:
+            faiss.extract_index_ivf(self.image_index).nprobe = int(nprobe)
+
+    def _load_profiles(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in ("image_ids", "image_profiles", "caption_ids", "caption_profiles")}
+        except (OSError, KeyError, ValueError) as exc:
+            raise IndexIntegrityError(f"{path}: unreadable profiles: {exc}") from exc
+        self._image_profiles = arrays["image_profiles"]
+        self._caption_profiles = arrays["caption_profiles"]
+        self._image_rows = {int(i): row for row, i in enumerate(arrays["image_ids"])}
+        self._caption_rows = {int(i): row for row, i in enumerate(arrays["caption_ids"])}
+
+    def _check_counts(self) -> None:
+        counts = self.manifest.counts
+        with self._lock:
+            n_images = self._db.execute("SELECT count(*) FROM images").fetchone()[0]
+            n_captions = self._db.execute("SELECT count(*) FROM captions").fetchone()[0]
+        found = {
+            "image vectors": (self.image_index.ntotal, counts["images"]),
+            "image rows": (n_images, counts["images"]),
+            "image profiles": (len(self._image_rows), counts["images"]),
+            "caption vectors": (self.caption_index.ntotal, counts["captions"]),
+            "caption rows": (n_captions, counts["captions"]),
+            "caption profiles": (len(self._caption_rows), counts["captions"]),
+        }
+        for what, (got, want) in found.items():
+            if got != want:
+                raise IndexIntegrityError(f"{self.path}: {got} {what}, manifest counts {want}")
+        for name, index in (("image", self.image_index), ("caption", self.caption_index)):
+            if index.d != self.manifest.dim:
+                raise IndexIntegrityError(f"{self.path}: {name} index has dim {index.d}, manifest {self.manifest.dim}")
+
+    def to_gpu(self) -> None:
+        if faiss.get_num_gpus() > 0:
+            resources = faiss.StandardGpuResources()
+            self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
+            self.caption_index = faiss.index_cpu_to_gpu(resources, 0, self.caption_index)
+            self._gpu_resources = resources
+
+    def _search(self, index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
+            raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return index.search(queries, k)
+
+    def search_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(self.image_index, queries, k)
+
+    def search_captions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(self.caption_index, queries, k)
+
+    def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        index = faiss.index_gpu_to_cpu(self.image_index) if hasattr(self, "_gpu_resources") else self.image_index
+        out = np.empty((len(ids), self.manifest.dim), dtype=np.float32)
+        for row, image_id in enumerate(ids):
+            try:
+                out[row] = index.reconstruct(int(image_id))
+            except RuntimeError as exc:
+                raise KeyError(int(image_id)) from exc
+        return out
+
+    def images(self, ids: list[int] | np.ndarray) -> list[ImageRecord | None]:
+        wanted = [int(i) for i in ids]
+        found: dict[int, ImageRecord] = {}
+        for start in range(0, len(wanted), SQL_CHUNK):
+            chunk = wanted[start : start + SQL_CHUNK]
+            query = f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                rows = self._db.execute(query, chunk).fetchall()
+            found.update((row[0], _image_record(row)) for row in rows)
+        return [found.get(i) for i in wanted]
+
+    def all_images(self) -> list[ImageRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {IMAGE_COLUMNS} FROM images ORDER BY source, path").fetchall()
+        return [_image_record(row) for row in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        record = self.images([image_id])[0]
+        if record is None:
+            raise KeyError(image_id)
+        return record
+
+    def image_path(self, image_id: int) -> Path:
+        record = self.image(image_id)
+        return Path(self.manifest.sources[record.source]) / record.path
+
+    def captions(self, ids: list[int] | np.ndarray) -> list[CaptionRecord | None]:
+        wanted = [int(i) for i in ids]
+        found: dict[int, CaptionRecord] = {}
+        for start in range(0, len(wanted), SQL_CHUNK):
+            chunk = wanted[start : start + SQL_CHUNK]
+            query = f"SELECT id, text, source FROM captions WHERE id IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                rows = self._db.execute(query, chunk).fetchall()
+            found.update((row[0], CaptionRecord(*row)) for row in rows)
+        return [found.get(i) for i in wanted]
+
+    def all_captions(self) -> list[CaptionRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, text, source FROM captions ORDER BY id").fetchall()
+        return [CaptionRecord(*row) for row in rows]
+
+    def caption(self, caption_id: int) -> CaptionRecord:
+        record = self.captions([caption_id])[0]
+        if record is None:
+            raise KeyError(caption_id)
+        return record
+
+    def caption_texts(self, ids: list[int] | np.ndarray) -> list[str]:
+        records = self.captions(ids)
+        missing = [int(i) for i, r in zip(ids, records) if r is None]
+        if missing:
+            raise KeyError(missing[0])
+        return [r.text for r in records]
+
+    def image_ids(self) -> np.ndarray:
+        return np.fromiter(self._image_rows.keys(), dtype=np.int64, count=len(self._image_rows))
+
+    def caption_ids(self) -> np.ndarray:
+        return np.fromiter(self._caption_rows.keys(), dtype=np.int64, count=len(self._caption_rows))
+
+    def image_profiles(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        return self._image_profiles[[self._image_rows[int(i)] for i in ids]]
+
+    def caption_profiles(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        return self._caption_profiles[[self._caption_rows[int(i)] for i in ids]]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file the job could not index."""
+        with self._lock:
+            return self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> IndexVersion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class IndexStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def version_path(self, number: int) -> Path:
+        return self.root / VERSIONS / str(number)
+
+    def current_version(self) -> int | None:
+        path = self.root / CURRENT
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IndexIntegrityError(f"{path} is unreadable: {exc}") from exc
+        if not text.isdigit():
+            raise IndexIntegrityError(f"{path} does not hold a version number: {text[:40]!r}")
+        return int(text)
+
+    def versions(self) -> list[int]:
+        base = self.root / VERSIONS
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file())
+
+    def open(self, number: int | None = None, verify: bool = True) -> IndexVersion:
+        if number is None:
+            number = self.current_version()
+            if number is None:
+                raise IndexIntegrityError(f"{self.root} has no published index version ({CURRENT} is missing)")
+        path = self.version_path(number)
+        if not path.is_dir():
+            raise IndexIntegrityError(f"{self.root}: version {number} does not exist")
+        return IndexVersion(number, path, verify=verify)
+
+
+def open_version(root: str | Path, number: int | None = None, verify: bool = True) -> IndexVersion:
+    return IndexStore(root).open(number, verify=verify)

@@ -1,0 +1,244 @@
+"""Nightly update semantics: new files in, bad files reported, deleted files out, no-op runs publish nothing,
+model changes rebuild, tampered versions are refused, rollback and retention, one writer at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from index_helpers import RSICD_TEST, copy_images, rsicd_names, tiny_settings, write_bad_files, write_geotiff
+
+from index.job import run_update
+from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
+from index.publish import StoreBusyError, rollback, store_lock
+from index.settings import StoreConfig
+from index.store import IndexIntegrityError, IndexStore, open_version
+from posapl.cli import main as posapl_main
+
+
+@pytest.fixture
+def small_store(tmp_path: Path, tiny_arch_path: Path) -> tuple[Path, Path]:
+    """A store over 6 RSICD images with a 5-caption bank; returns (root, image folder)."""
+    images = tmp_path / "archive"
+    copy_images(rsicd_names(6), images)
+    bank = tmp_path / "bank.txt"
+    bank.write_text(
+        "many planes are parked at the airport .\na river runs through green farmland .\n"
+        "a bridge over the river .\nsome buildings near a playground .\ndense forest .\n"
+    )
+    root = tmp_path / "store"
+    settings = tiny_settings(root, tiny_arch_path, [images], captions=[bank], max_pixels=4_000_000)
+    report = run_update(root, settings, settings.store_config())
+    assert report.status == "published" and report.counts["images"] == 6
+    return root, images
+
+
+def _sha_set(root: Path) -> set[str]:
+    with open_version(root) as version:
+        return {r.sha256 for r in version.all_images()}
+
+
+def test_update_adds_new_skips_bad_and_removes_deleted(small_store, tiny_arch_path: Path) -> None:
+    root, images = small_store
+    added = copy_images(rsicd_names(4, start=100), images / "new" / "deeper")
+    write_geotiff(images / "new" / "scene.tif")
+    reasons = write_bad_files(images / "incoming")
+    removed = sorted(images.glob("*.jpg"))[:2]
+    for path in removed:
+        path.unlink()
+
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and report.version == 2
+    assert report.counts["new"] == 5 and report.counts["removed"] == 2 and report.counts["skipped"] == len(reasons)
+    expected = {file_sha256(p) for p in images.rglob("*") if p.is_file() and p.parent.name != "incoming"}
+    assert _sha_set(root) == expected
+
+    with open_version(root) as version:
+        assert version.manifest.counts["skipped"] == len(reasons)
+        skipped = dict(version.skipped())
+        for name, word in reasons.items():
+            assert word in skipped[str(images / "incoming" / name)]
+        geo = version.image(content_id(file_sha256(images / "new" / "scene.tif")))
+        assert geo.crs == 32633 and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
+        assert geo.bands == 4 and geo.dtype == "uint16" and "percentiles" in geo.preprocessing
+        assert geo.path == "new/scene.tif" and version.image_path(geo.id) == images / "new" / "scene.tif"
+        new_ids = [content_id(file_sha256(p)) for p in added]
+        _, found = version.search_images(version.image_vectors(new_ids), 1)
+        assert found[:, 0].tolist() == new_ids
+    last_run = json.loads((root / LAST_RUN).read_text())
+    assert {item["path"] for item in last_run["skipped"]} == {str(images / "incoming" / n) for n in reasons}
+
+
+def test_second_update_publishes_nothing(small_store, tiny_arch_path: Path) -> None:
+    root, images = small_store
+    copy_images(rsicd_names(2, start=50), images)
+    (images / "empty.png").write_bytes(b"")
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).version == 2
+    manifest_before = (root / "versions" / "2" / MANIFEST).read_bytes()
+    again = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert again.status == "unchanged" and again.version == 2
+    assert IndexStore(root).versions() == [1, 2] and (root / CURRENT).read_text() == "2\n"
+    assert (root / "versions" / "2" / MANIFEST).read_bytes() == manifest_before
+
+
+def test_duplicate_content_is_indexed_once(small_store, tiny_arch_path: Path) -> None:
+    root, images = small_store
+    first = sorted(images.glob("*.jpg"))[0]
+    shutil.copy2(first, images / "copy-of-first.jpg")
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "unchanged" and report.counts["duplicates"] == 1
+
+
+def test_keep_missing_keeps_entries_of_deleted_files(tmp_path: Path, tiny_arch_path: Path) -> None:
+    images = tmp_path / "archive"
+    copy_images(rsicd_names(4), images)
+    root = tmp_path / "store"
+    settings = tiny_settings(root, tiny_arch_path, [images], keep_missing=True)
+    run_update(root, settings, settings.store_config())
+    before = _sha_set(root)
+    sorted(images.glob("*.jpg"))[0].unlink()
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.counts["missing_kept"] == 1 and _sha_set(root) == before
+
+
+def test_model_change_forces_a_full_rebuild(small_store, tiny_arch_path: Path) -> None:
+    root, _ = small_store
+    with open_version(root) as version:
+        old_fingerprint = version.manifest.fingerprint
+    config = StoreConfig.load(root)
+    config.model_copy(update={"preset": "rsitmd"}).save(root)
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and "model changed" in report.full_rebuild
+    assert report.counts["new"] == 6 and report.counts["resumed"] == 0
+    with open_version(root) as version:
+        assert version.manifest.fingerprint != old_fingerprint
+
+
+def test_tampered_version_is_refused_and_the_old_one_stays_readable(small_store, tiny_arch_path: Path) -> None:
+    root, images = small_store
+    copy_images(rsicd_names(1, start=300), images)
+    run_update(root, tiny_settings(root, tiny_arch_path))
+    served = open_version(root, 1)
+    target = root / "versions" / "2" / IMAGES_INDEX
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(IndexIntegrityError, match="sha256"):
+        open_version(root)
+    assert served.search_images(served.image_vectors(served.image_ids()[:1]), 1)[1][0, 0] == served.image_ids()[0]
+    served.close()
+
+    manifest_path = root / "versions" / "1" / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["counts"]["images"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexIntegrityError, match="manifest counts"):
+        open_version(root, 1)
+
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert "failed its check" in report.full_rebuild and report.version == 3
+    assert open_version(root).manifest.counts["images"] == 7
+
+
+def test_rollback_goes_back_one_and_retention_keeps_three(small_store, tiny_arch_path: Path) -> None:
+    root, images = small_store
+    for start in (200, 210, 220):
+        copy_images(rsicd_names(1, start=start), images)
+        run_update(root, tiny_settings(root, tiny_arch_path))
+    store = IndexStore(root)
+    assert store.versions() == [2, 3, 4] and store.current_version() == 4
+    assert posapl_main(["index", "rollback", "--root", str(root)]) == 0
+    assert store.current_version() == 3
+    assert rollback(root) == 2
+    with pytest.raises(IndexIntegrityError, match="no intact version older"):
+        rollback(root)
+    copy_images(rsicd_names(1, start=230), images)
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).version == 5
+    assert store.current_version() == 5 and 5 in store.versions() and len(store.versions()) == 3
+
+
+def test_one_writer_at_a_time(small_store, tiny_arch_path: Path) -> None:
+    root, _ = small_store
+    with store_lock(root):
+        with pytest.raises(StoreBusyError, match="another index job"):
+            run_update(root, tiny_settings(root, tiny_arch_path))
+        assert posapl_main(["index", "update", "--root", str(root), "--no-progress", "--num-workers", "0"]) == 3
+
+
+def test_update_of_a_missing_store_fails_with_exit_code_1(tmp_path: Path, capsys) -> None:
+    assert posapl_main(["index", "update", "--root", str(tmp_path / "nothing")]) == 1
+    assert "posapl index build" in capsys.readouterr().err
+
+
+def test_ivf_index_finds_stored_vectors(tmp_path: Path, tiny_arch_path: Path) -> None:
+    images = tmp_path / "archive"
+    copy_images(rsicd_names(90), images)
+    root = tmp_path / "store"
+    settings = tiny_settings(root, tiny_arch_path, [images], index_kind="ivf", nlist=2, nprobe=2, batch_size=45)
+    run_update(root, settings, settings.store_config())
+    with open_version(root) as version:
+        assert version.manifest.index["kind"] == "ivf" and version.manifest.index["nlist"] == 2
+        ids = version.image_ids()
+        _, found = version.search_images(version.image_vectors(ids), 1)
+        assert np.array_equal(found[:, 0], ids)
+    sorted(images.glob("*.jpg"))[0].unlink()
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).counts["images"] == 89
+    assert os.path.isdir(root / "versions" / "2")
+
+
+def test_worker_processes_give_the_same_vectors(tmp_path: Path, tiny_arch_path: Path) -> None:
+    images = tmp_path / "archive"
+    copy_images(rsicd_names(8, start=700), images)
+    vectors = []
+    for workers in (0, 2):
+        root = tmp_path / f"store-{workers}"
+        settings = tiny_settings(root, tiny_arch_path, [images], num_workers=workers, batch_size=3)
+        run_update(root, settings, settings.store_config())
+        with open_version(root) as version:
+            ids = np.sort(version.image_ids())
+            vectors.append((ids, version.image_vectors(ids)))
+    assert np.array_equal(vectors[0][0], vectors[1][0])
+    assert np.allclose(vectors[0][1], vectors[1][1], atol=1e-6)
+
+
+def test_build_with_a_missing_folder_writes_nothing(tmp_path: Path, tiny_arch_path: Path, capsys) -> None:
+    root = tmp_path / "store"
+    code = posapl_main(
+        [
+            "index",
+            "build",
+            "--images",
+            str(tmp_path / "nope"),
+            "--out",
+            str(root),
+            "--pretrained",
+            "random",
+            "--arch",
+            str(tiny_arch_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 1 and "not found" in capsys.readouterr().err
+    assert not (root / "config.json").exists()
+
+
+def test_index_vectors_match_the_shared_eval_transform(tiny_model, data_dir: Path) -> None:
+    """The batched uint8 pipeline must embed exactly as posapl.preprocess.eval_transform does (the service's)."""
+    import torch
+
+    from index.decode import decode_image
+    from index.embed import ArchiveImages, normalise
+    from posapl.encode import encode_images
+    from posapl.preprocess import eval_transform
+
+    paths = [RSICD_TEST / rsicd_names(1)[0], data_dir / "ucm" / "images" / "1000.tif"]
+    dataset = ArchiveImages([("x", p) for p in paths], tiny_model.image_size, 10**7)
+    ours = normalise(torch.stack([dataset[i][1] for i in range(len(paths))]), tiny_model.device)
+    transform = eval_transform(tiny_model.image_size)
+    reference = torch.stack([transform(decode_image(p, 10**7).image) for p in paths])
+    assert torch.allclose(ours, reference, atol=1e-5)
+    assert np.allclose(encode_images(tiny_model, ours), encode_images(tiny_model, reference), atol=1e-5)
