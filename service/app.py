@@ -1,0 +1,83 @@
+"""The FastAPI application: `create_app(settings)` for code and tests, `app_from_env()` for uvicorn.
+
+uvicorn --factory service.app:app_from_env      (settings from POSAPL_* / .env)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from posapl.checkpoint import load_model
+from posapl.model import POSAPL
+from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.routers import admin, health, images, search
+from service.settings import ServiceSettings
+from service.state import ServiceState
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` means the GPU when there is one, so one configuration serves CPU and GPU machines."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_serving_model(settings: ServiceSettings) -> POSAPL:
+    """The model named by the settings, on the configured device (raises WeightsUnavailableError offline)."""
+    model = load_model(settings.checkpoint, settings.pretrained, settings.preset, settings.arch)
+    return model.to(resolve_device(settings.device)).eval()
+
+
+def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAPI:
+    """Build the application; pass `model` to reuse one already loaded (the CLI loads it to build the index)."""
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving = model if model is not None else await asyncio.to_thread(load_serving_model, settings)
+        state = await asyncio.to_thread(ServiceState.build, settings, serving, metrics)
+        await state.start()
+        app.state.service = state
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="POSAPL remote-sensing search",
+        version="1.0.0",
+        summary="Text-to-image and image-to-caption retrieval over a remote-sensing archive",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.middleware("http")(metrics.middleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
+    for module in (search, images, health, admin):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def web_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: settings from the environment and `.env`."""
+    return create_app(ServiceSettings())

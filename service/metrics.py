@@ -1,0 +1,70 @@
+"""Prometheus metrics of one application instance.
+
+Each app gets its own registry so several apps in one process (tests, benchmarks) never collide on metric
+names. Route labels use the route template (`/v1/images/{image_id}`), never the raw path, so label
+cardinality stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """The service's counters, histograms and gauges, and the middleware that feeds the request metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "posapl_http_requests", "HTTP requests served", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "posapl_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage = Histogram(
+            "posapl_stage_duration_seconds",
+            "time per pipeline stage (pos, encode, search, rerank, decode)",
+            ["pipeline", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "posapl_batch_size", "items per micro-batch", ["batcher"], buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.cache = Counter("posapl_query_cache", "query embedding cache lookups", ["result"], registry=self.registry)
+        self.index_version = Gauge(
+            "posapl_index_version", "live index version (-1 when none is loaded)", registry=self.registry
+        )
+        self.reloads = Counter("posapl_index_reloads", "index reload attempts", ["outcome"], registry=self.registry)
+        self.index_version.set(-1)
+
+    def observe_stages(self, pipeline: str, timings_ms: dict[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            if stage != "total":
+                self.stage.labels(pipeline, stage).observe(ms / 1000.0)
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            template = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            self.latency.labels(template, request.method).observe(time.perf_counter() - started)
+            self.requests.labels(template, request.method, str(status)).inc()

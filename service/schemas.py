@@ -1,0 +1,135 @@
+"""Request and response models of the public API (they are the OpenAPI schema clients code against)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RerankMethod = Literal["none", "multivariate", "reciprocal"]
+
+
+class SearchFilters(BaseModel):
+    """Metadata filters applied to the FAISS candidates before re-ranking."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description="min_x, min_y, max_x, max_y in the images' CRS; keeps images whose bounds intersect it"
+    )
+    min_mtime: float | None = Field(None, description="keep images modified at or after this Unix time")
+    max_mtime: float | None = Field(None, description="keep images modified at or before this Unix time")
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_is_a_box(cls, value: tuple[float, float, float, float] | None) -> tuple[float, ...] | None:
+        if value is None:
+            return value
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("bbox values must be finite numbers")
+        if value[0] > value[2] or value[1] > value[3]:
+            raise ValueError("bbox must be [min_x, min_y, max_x, max_y] with min <= max")
+        return value
+
+    @field_validator("min_mtime", "max_mtime")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("mtime bounds must be finite numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchFilters:
+        if self.min_mtime is not None and self.max_mtime is not None and self.min_mtime > self.max_mtime:
+            raise ValueError("min_mtime is after max_mtime")
+        return self
+
+
+class TextSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., description="free-text description of the scene (at most 1,000 characters by default)")
+    k: int = Field(10, ge=1, le=100, description="number of images to return")
+    rerank: RerankMethod | None = Field(None, description="re-ranking method; the server default when omitted")
+    filters: SearchFilters | None = None
+
+
+class ImageHit(BaseModel):
+    id: int = Field(..., description="stable image id (from the content hash)")
+    score: float
+    path: str = Field(..., description="path relative to the archive folder it was indexed from")
+    width: int
+    height: int
+    image_url: str
+    thumbnail_url: str
+    bbox: list[float] | None = None
+    crs: str | None = None
+
+
+class TextTimings(BaseModel):
+    pos: float
+    encode: float
+    search: float
+    rerank: float
+    total: float
+
+
+class TextSearchResponse(BaseModel):
+    query: str
+    normalized_query: str
+    pos: list[str]
+    rerank: RerankMethod
+    results: list[ImageHit]
+    index_version: int
+    timings_ms: TextTimings
+
+
+class CaptionHit(BaseModel):
+    text: str
+    score: float
+    source: str = Field(..., description="where the caption came from (annotation file or text list)")
+
+
+class ImageTimings(BaseModel):
+    decode: float
+    encode: float
+    search: float
+    rerank: float
+    total: float
+
+
+class ImageSearchResponse(BaseModel):
+    width: int = Field(..., description="size of the decoded upload (first frame)")
+    height: int
+    rerank: RerankMethod
+    captions: list[CaptionHit]
+    images: list[ImageHit]
+    index_version: int
+    timings_ms: ImageTimings
+
+
+class IndexInfo(BaseModel):
+    version: int
+    created: str
+    model_fingerprint: str
+    embedding_dim: int
+    images: int
+    captions: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reason: str | None = None
+    index_version: int | None = None
+
+
+class ReloadResult(BaseModel):
+    changed: bool
+    index_version: int
+    previous_version: int | None
+    message: str

@@ -1,0 +1,323 @@
+"""The two retrieval pipelines (text → images, image → captions + images), each timed per stage.
+
+Text: normalise → (cache | micro-batched POS tagging + encoding) → micro-batched FAISS search of K'
+candidates → metadata filters → online re-rank → top k. A batched stage reports the run time of the
+batch the request rode in; time spent queueing for a batch shows in `total` but in no stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Literal
+
+import faiss
+import numpy as np
+from PIL import Image
+
+from index.store import ImageRecord, IndexVersion
+from posapl.text import normalize_caption
+from service.batching import MicroBatcher
+from service.encoding import EncodedQuery, QueryEncoder
+from service.errors import ServiceError
+from service.live import LiveIndex
+from service.metrics import ServiceMetrics
+from service.ranking import rerank
+from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
+from service.settings import ServiceSettings
+
+Target = Literal["images", "captions"]
+FILTER_OVERFETCH = 10
+# Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
+# vectors for all queries). faiss-gpu 1.15's default threshold (128000 queries) never uses BLAS for
+# online batches; on the 2-core CPU with 100k x 512 vectors BLAS costs ~2.5 single scans whatever the batch
+# size up to 32 (8 queries: 79 ms instead of 291 ms under the same load), so batches of 4+ take it.
+BLAS_MIN_BATCH = 4
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    version: IndexVersion
+    target: Target
+    vector: np.ndarray
+    k: int
+
+
+@dataclass(frozen=True)
+class TextOutcome:
+    normalized: str
+    pos: list[str]
+    hits: list[ImageHit]
+    rerank: RerankMethod
+    version: int
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    captions: list[CaptionHit]
+    images: list[ImageHit]
+    rerank: RerankMethod
+    version: int
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+def run_searches(jobs: list[SearchJob]) -> list[Candidates]:
+    """One FAISS call per (version, target) group: a batch of queries costs far less than one call each."""
+    results: list[Candidates | None] = [None] * len(jobs)
+    groups: dict[tuple[int, Target], list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault((id(job.version), job.target), []).append(i)
+    for members in groups.values():
+        first = jobs[members[0]]
+        total = first.version.manifest.counts["images" if first.target == "images" else "captions"]
+        k = max(1, min(max(jobs[i].k for i in members), total))
+        queries = np.stack([jobs[i].vector for i in members])
+        search = first.version.search_images if first.target == "images" else first.version.search_captions
+        scores, ids = search(queries, k)
+        for row, i in enumerate(members):
+            keep = ids[row, : jobs[i].k] >= 0
+            results[i] = Candidates(ids[row, : jobs[i].k][keep], scores[row, : jobs[i].k][keep])
+    return [r for r in results if r is not None]
+
+
+class Searcher:
+    """Owns the batchers and runs the pipelines against the live index."""
+
+    def __init__(
+        self, settings: ServiceSettings, encoder: QueryEncoder, live: LiveIndex, metrics: ServiceMetrics
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.live = live
+        self._active = 0  # requests between entering a pipeline and getting their answer
+        faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_BATCH
+        self.metrics = metrics
+        self.text_batcher: MicroBatcher[str, EncodedQuery] = MicroBatcher(
+            encoder.encode_batch,
+            settings.batch_max_size,
+            settings.batch_wait_ms,
+            "text",
+            on_batch=lambda n, _: metrics.batch_size.labels("text").observe(n),
+            expect_more=self._others_in_flight,
+        )
+        self.search_batcher: MicroBatcher[SearchJob, Candidates] = MicroBatcher(
+            run_searches,
+            settings.batch_max_size,
+            settings.batch_wait_ms,
+            "search",
+            on_batch=lambda n, _: metrics.batch_size.labels("search").observe(n),
+            expect_more=self._others_in_flight,
+            # OpenMP's thread count is per calling thread: set it in the thread that runs the searches.
+            thread_init=lambda: faiss.omp_set_num_threads(settings.faiss_threads),
+        )
+        self.image_batcher: MicroBatcher[Image.Image, np.ndarray] = MicroBatcher(
+            encoder.encode_images,
+            max(1, settings.batch_max_size // 4),
+            settings.batch_wait_ms,
+            "image",
+            on_batch=lambda n, _: metrics.batch_size.labels("image").observe(n),
+            expect_more=self._others_in_flight,
+        )
+
+    def _others_in_flight(self, batch_size: int) -> bool:
+        """More requests are under way than this batch holds, so waiting a moment may fill it further."""
+        return self._active > batch_size
+
+    async def start(self) -> None:
+        for batcher in (self.text_batcher, self.search_batcher, self.image_batcher):
+            await batcher.start()
+
+    async def stop(self) -> None:
+        for batcher in (self.text_batcher, self.search_batcher, self.image_batcher):
+            await batcher.stop()
+
+    def normalize(self, query: str) -> str:
+        if len(query) > self.settings.max_query_chars:
+            raise ServiceError(
+                422,
+                "query_too_long",
+                f"query has {len(query)} characters; the limit is {self.settings.max_query_chars}",
+            )
+        if "\x00" in query:
+            raise ServiceError(422, "invalid_query", "query contains a NUL character")
+        try:
+            return normalize_caption(query)
+        except ValueError:
+            raise ServiceError(
+                422, "empty_query", "query is empty once whitespace and punctuation are removed"
+            ) from None
+
+    async def embed(self, caption: str) -> tuple[list[str], np.ndarray, float, float]:
+        """POS words, vector, pos ms, encode ms (zeros on a cache hit)."""
+        cached = self.encoder.cache.get(caption)
+        if cached is not None:
+            self.metrics.cache.labels("hit").inc()
+            return cached.pos, cached.vector, 0.0, 0.0
+        self.metrics.cache.labels("miss").inc()
+        outcome = await self.text_batcher.submit(caption)
+        encoded = outcome.value
+        return encoded.embedding.pos, encoded.embedding.vector, encoded.pos_ms, encoded.encode_ms
+
+    async def text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+        self._active += 1
+        try:
+            return await self._text(query, k, method, filters)
+        finally:
+            self._active -= 1
+
+    async def image(
+        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+    ) -> ImageOutcome:
+        self._active += 1
+        try:
+            return await self._image(image, k_captions, k_images, method, decode_ms)
+        finally:
+            self._active -= 1
+
+    async def _text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+        started = time.perf_counter()
+        caption = self.normalize(query)
+        pos, vector, pos_ms, encode_ms = await self.embed(caption)
+        version = self.live.snapshot()
+        searched = time.perf_counter()
+        k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
+        if filters is not None:
+            k_prime = max(k_prime, k * FILTER_OVERFETCH)
+        candidates = (await self.search_batcher.submit(SearchJob(version, "images", vector, k_prime))).value
+        search_ms = (time.perf_counter() - searched) * 1000.0
+        ranked = time.perf_counter()
+        ids, scores, records = _filtered(version, candidates, filters)
+        applied: RerankMethod = "none"
+        if method != "none" and len(ids):
+            ids, scores, order, applied = rerank(method, ids, scores, version.image_profiles(ids))
+            records = [records[i] for i in order] if records is not None else None
+        rerank_ms = (time.perf_counter() - ranked) * 1000.0
+        hits = image_hits(version, ids[:k], scores[:k], records[:k] if records is not None else None)
+        timings = {
+            "pos": pos_ms,
+            "encode": encode_ms,
+            "search": search_ms,
+            "rerank": rerank_ms,
+            "total": (time.perf_counter() - started) * 1000.0,
+        }
+        self.metrics.observe_stages("text", timings)
+        return TextOutcome(caption, pos, hits, applied, version.number, timings)
+
+    async def _image(
+        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+    ) -> ImageOutcome:
+        started = time.perf_counter()
+        vector = (await self.image_batcher.submit(image)).value
+        encode_ms = (time.perf_counter() - started) * 1000.0
+        version = self.live.snapshot()
+        searched = time.perf_counter()
+        k_prime = max(3 * k_captions, self.settings.rerank_candidates if method != "none" else 0)
+        jobs = [self.search_batcher.submit(SearchJob(version, "captions", vector, k_prime))]
+        if k_images:
+            jobs.append(self.search_batcher.submit(SearchJob(version, "images", vector, k_images)))
+        outcomes = await asyncio.gather(*jobs)
+        search_ms = (time.perf_counter() - searched) * 1000.0
+        ranked = time.perf_counter()
+        caption_ids, caption_scores = outcomes[0].value.ids, outcomes[0].value.scores
+        applied: RerankMethod = "none"
+        if method != "none" and len(caption_ids):
+            caption_ids, caption_scores, _, applied = rerank(
+                method, caption_ids, caption_scores, version.caption_profiles(caption_ids)
+            )
+        rerank_ms = (time.perf_counter() - ranked) * 1000.0
+        captions = caption_hits(version, caption_ids, caption_scores, k_captions)
+        images = image_hits(version, outcomes[1].value.ids, outcomes[1].value.scores) if k_images else []
+        timings = {
+            "decode": decode_ms,
+            "encode": encode_ms,
+            "search": search_ms,
+            "rerank": rerank_ms,
+            "total": decode_ms + (time.perf_counter() - started) * 1000.0,
+        }
+        self.metrics.observe_stages("image", timings)
+        return ImageOutcome(captions, images, applied, version.number, timings)
+
+
+def _matches(record: ImageRecord | None, filters: SearchFilters) -> bool:
+    if record is None:
+        return False
+    if filters.min_mtime is not None and record.mtime < filters.min_mtime:
+        return False
+    if filters.max_mtime is not None and record.mtime > filters.max_mtime:
+        return False
+    if filters.bbox is not None:
+        if record.bbox is None:
+            return False
+        min_x, min_y, max_x, max_y = filters.bbox
+        r_min_x, r_min_y, r_max_x, r_max_y = record.bbox
+        if r_max_x < min_x or r_min_x > max_x or r_max_y < min_y or r_min_y > max_y:
+            return False
+    return True
+
+
+def _filtered(
+    version: IndexVersion, candidates: Candidates, filters: SearchFilters | None
+) -> tuple[np.ndarray, np.ndarray, list[ImageRecord | None] | None]:
+    """Apply metadata filters; returns the surviving ids, scores and (when fetched) their records."""
+    if filters is None or not filters.model_fields_set:
+        return candidates.ids, candidates.scores, None
+    records = version.images(candidates.ids)
+    keep = [i for i, record in enumerate(records) if _matches(record, filters)]
+    return candidates.ids[keep], candidates.scores[keep], [records[i] for i in keep]
+
+
+def image_hits(
+    version: IndexVersion,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    records: Sequence[ImageRecord | None] | None = None,
+) -> list[ImageHit]:
+    if records is None:
+        records = version.images(ids)
+    hits = []
+    for image_id, score, record in zip(ids, scores, records, strict=True):
+        if record is None:
+            continue
+        hits.append(
+            ImageHit(
+                id=int(image_id),
+                score=float(score),
+                path=record.path,
+                width=record.width,
+                height=record.height,
+                image_url=f"/v1/images/{int(image_id)}",
+                thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
+                bbox=list(record.bbox) if record.bbox is not None else None,
+                crs=f"EPSG:{record.crs}" if record.crs is not None else None,
+            )
+        )
+    return hits
+
+
+def caption_hits(version: IndexVersion, ids: np.ndarray, scores: np.ndarray, limit: int) -> list[CaptionHit]:
+    """The best `limit` distinct caption texts (caption banks repeat captions verbatim), best first.
+
+    `source` is the caption file's name only: the server's directory layout is none of the client's business.
+    """
+    hits: list[CaptionHit] = []
+    seen: set[str] = set()
+    for start in range(0, len(ids), max(limit * 3, 1)):
+        chunk = slice(start, start + max(limit * 3, 1))
+        for score, record in zip(scores[chunk], version.captions(ids[chunk]), strict=True):
+            if record is None or record.text in seen:
+                continue
+            seen.add(record.text)
+            hits.append(CaptionHit(text=record.text, score=float(score), source=PurePath(record.source).name))
+            if len(hits) == limit:
+                return hits
+    return hits

@@ -1,0 +1,65 @@
+"""The search service's configuration: one pydantic-settings object, from flags, `POSAPL_*` env or `.env`.
+
+Everything an operator may need to change without editing code lives here, so the CLI, the uvicorn factory
+and the tests build the application from the same validated object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
+
+RerankMethod = Literal["none", "multivariate", "reciprocal"]
+
+
+class ServiceSettings(BaseSettings):
+    """Settings of `posapl serve` and of `service.app:app_from_env`."""
+
+    model_config = SettingsConfigDict(env_prefix="POSAPL_", env_file=".env", extra="ignore")
+
+    index_root: Path = Field(Path("data/index"), description="index store root (holds CURRENT and versions/)")
+    checkpoint: str | None = Field(None, description="POSAPL checkpoint directory; none = zero-shot base CLIP")
+    pretrained: str = Field(DEFAULT_PRETRAINED, description="open_clip tag, local weights file, or 'random' (tests)")
+    arch: str = Field(DEFAULT_ARCH, description="open_clip architecture name or JSON config (zero-shot only)")
+    preset: Literal["rsitmd", "rsicd"] = "rsitmd"
+    device: str = Field("auto", description="torch device for the encoders: auto (cuda when present), cpu, cuda …")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    batch_max_size: int = Field(32, ge=1, le=1024, description="most queries encoded in one forward pass")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a query waits for others to batch with")
+    cache_size: int = Field(2048, ge=0, description="recent query embeddings kept (0 disables the cache)")
+    thumbnail_cache_size: int = Field(1024, ge=0, description="thumbnails kept in memory")
+    torch_threads: int | None = Field(
+        None, ge=1, description="intra-op threads of the encoders (none: torch's default)"
+    )
+    faiss_threads: int = Field(
+        1,
+        ge=1,
+        description="OpenMP threads of FAISS searches; 1 because searches overlap with encoding, and FAISS "
+        "spinning on several threads beside torch's made batched searches 30x slower on the 2-core CPU",
+    )
+    rerank_candidates: int = Field(100, ge=1, le=10_000, description="FAISS candidates (K') handed to re-ranking")
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest accepted image upload")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="decoded pixels above this are a decompression bomb")
+    max_query_chars: int = Field(1000, ge=1, le=100_000)
+
+    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins; none by default")
+    admin_token: SecretStr | None = Field(None, description="bearer token for /v1/admin; none disables admin")
+    rerank_default: RerankMethod = "multivariate"
+    reload_poll_s: float = Field(5.0, gt=0, description="how often CURRENT is checked for a new index version")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token would let anyone in with an empty bearer header; treat it as 'admin disabled'."""
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value

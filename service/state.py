@@ -1,0 +1,69 @@
+"""Everything one running application holds, built once at startup and reached through dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from fastapi import Request
+
+from index.store import IndexStore
+from posapl.model import POSAPL
+from posapl.pos import PosTagger
+from service.cache import LRUCache
+from service.encoding import QueryEncoder
+from service.live import LiveIndex
+from service.metrics import ServiceMetrics
+from service.search import Searcher
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    model: POSAPL
+    live: LiveIndex
+    searcher: Searcher
+    metrics: ServiceMetrics
+    thumbnails: LRUCache[int, bytes]
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: ServiceSettings, model: POSAPL, metrics: ServiceMetrics) -> ServiceState:
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
+        encoder = QueryEncoder(model, PosTagger(), settings.cache_size)
+        live = LiveIndex(
+            IndexStore(settings.index_root), model.fingerprint(), metrics, use_gpu=model.device.type == "cuda"
+        )
+        return cls(
+            settings=settings,
+            model=model,
+            live=live,
+            searcher=Searcher(settings, encoder, live, metrics),
+            metrics=metrics,
+            thumbnails=LRUCache(settings.thumbnail_cache_size),
+        )
+
+    async def start(self) -> None:
+        await self.searcher.start()
+        outcome = await self.live.reload()
+        log.info("index at startup: %s", outcome.message)
+        self.background.append(asyncio.create_task(self.live.poll_forever(self.settings.reload_poll_s)))
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.searcher.stop()
+
+
+def get_state(request: Request) -> ServiceState:
+    """FastAPI dependency: the application's state (set by the lifespan)."""
+    return request.app.state.service

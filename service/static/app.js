@@ -1,0 +1,178 @@
+"use strict";
+
+// The page talks only to the public /v1 API; every error is shown from the JSON error body.
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    return body.message || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+function showError(box, message) {
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function openLightbox(hit) {
+  $("lightbox-image").src = hit.image_url;
+  $("lightbox-caption").textContent = `${hit.path} · ${hit.width}×${hit.height} · score ${hit.score.toFixed(3)}`;
+  $("lightbox").hidden = false;
+}
+
+function closeLightbox() {
+  $("lightbox").hidden = true;
+  $("lightbox-image").removeAttribute("src");
+}
+
+// Ids are 63-bit integers, beyond a JavaScript number's exact range: take them from the URLs, never hit.id.
+const idOf = (hit) => hit.image_url.split("/").pop();
+
+function renderGrid(container, hits) {
+  container.replaceChildren(
+    ...hits.map((hit, i) => {
+      const card = el(
+        "figure",
+        { class: "result-card", tabindex: "0", title: hit.path, "data-id": idOf(hit) },
+        el("img", { src: hit.thumbnail_url, alt: hit.path, loading: "lazy" }),
+        el("figcaption", {},
+          el("span", { class: "rank", text: `#${i + 1}` }),
+          el("span", { class: "score", text: hit.score.toFixed(3) })),
+        el("span", { class: "path", text: hit.path }),
+      );
+      card.addEventListener("click", () => openLightbox(hit));
+      card.addEventListener("keydown", (e) => { if (e.key === "Enter") openLightbox(hit); });
+      return card;
+    }),
+  );
+}
+
+function renderPos(query, pos) {
+  const words = query.split(" ");
+  const box = $("pos-tags");
+  if (words.length !== pos.length) {
+    box.replaceChildren(...pos.map((tag) => el("span", { class: "pos-tag", text: tag })));
+    return;
+  }
+  box.replaceChildren(...words.map((word, i) => el("span", { class: "pos-tag" }, word, el("small", { text: pos[i] }))));
+}
+
+async function searchText(event) {
+  event.preventDefault();
+  const query = $("query").value;
+  const body = { query, k: Number($("k").value) };
+  if ($("rerank").value) body.rerank = $("rerank").value;
+  showError($("search-error"), "");
+  $("search-meta").textContent = "searching…";
+  const response = await fetch("/v1/search/text", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    $("search-meta").textContent = "";
+    $("pos-tags").replaceChildren();
+    $("results").replaceChildren();
+    showError($("search-error"), await apiError(response));
+    return;
+  }
+  const data = await response.json();
+  renderPos(data.normalized_query, data.pos);
+  renderGrid($("results"), data.results);
+  const t = data.timings_ms;
+  $("search-meta").textContent =
+    `${data.results.length} images · index v${data.index_version} · re-rank ${data.rerank} · ` +
+    `${t.total.toFixed(1)} ms (pos ${t.pos.toFixed(1)}, encode ${t.encode.toFixed(1)}, ` +
+    `search ${t.search.toFixed(1)}, re-rank ${t.rerank.toFixed(1)})`;
+}
+
+async function searchImage(file) {
+  showError($("upload-error"), "");
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("k_captions", "5");
+  form.append("k_images", "12");
+  $("upload-meta").textContent = "searching…";
+  const response = await fetch("/v1/search/image", { method: "POST", body: form });
+  if (!response.ok) {
+    $("upload-result").hidden = true;
+    $("similar-title").hidden = true;
+    $("similar").replaceChildren();
+    showError($("upload-error"), await apiError(response));
+    return;
+  }
+  const data = await response.json();
+  const preview = $("upload-preview");
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(file);
+  $("upload-meta").textContent =
+    `${file.name} · ${data.width}×${data.height} · ${data.timings_ms.total.toFixed(1)} ms · index v${data.index_version}`;
+  const best = Math.max(...data.captions.map((c) => c.score), 1e-6);
+  $("captions").replaceChildren(
+    ...data.captions.map((c) =>
+      el("li", {},
+        el("span", { class: "caption-text", text: c.text }),
+        el("span", { class: "caption-meta" },
+          el("span", { class: "bar" }, Object.assign(el("span"), { style: `width:${Math.max(0, c.score / best) * 100}%` })),
+          `${c.score.toFixed(3)} · ${c.source}`))),
+  );
+  $("upload-result").hidden = false;
+  $("similar-title").hidden = data.images.length === 0;
+  renderGrid($("similar"), data.images);
+}
+
+async function refreshStatus() {
+  const badge = $("index-status");
+  try {
+    const response = await fetch("/v1/index");
+    if (!response.ok) throw new Error(await apiError(response));
+    const info = await response.json();
+    badge.textContent = `index v${info.version} · ${info.images.toLocaleString()} images · ${info.captions.toLocaleString()} captions`;
+    badge.classList.remove("down");
+  } catch (err) {
+    badge.textContent = `index unavailable: ${err.message}`;
+    badge.classList.add("down");
+  }
+}
+
+function setupDropzone() {
+  const zone = $("dropzone");
+  const input = $("upload-input");
+  input.addEventListener("change", () => searchImage(input.files[0]));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragover"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragover"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragover");
+    if (e.dataTransfer.files.length) searchImage(e.dataTransfer.files[0]);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search-form").addEventListener("submit", (e) => searchText(e).catch((err) => showError($("search-error"), String(err))));
+  setupDropzone();
+  $("lightbox").addEventListener("click", (e) => { if (e.target.tagName !== "IMG") closeLightbox(); });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeLightbox(); });
+  refreshStatus();
+  setInterval(refreshStatus, 30000);
+  const initial = new URLSearchParams(location.search).get("q");
+  if (initial) {
+    $("query").value = initial;
+    $("search-form").requestSubmit();
+  }
+});
