@@ -8,7 +8,7 @@ CRS are kept. Anything that cannot be decoded safely raises BadImageError with t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,9 @@ class BadImageError(ValueError):
 
 
 @dataclass(frozen=True)
-class DecodedImage:
-    image: Image.Image  # 8-bit RGB
+class ImageFacts:
+    """What decoding learned about a file; becomes its metadata row."""
+
     width: int
     height: int
     bands: int
@@ -35,6 +36,14 @@ class DecodedImage:
     preprocessing: str
     bbox: tuple[float, float, float, float] | None
     crs: int | None
+
+
+@dataclass(frozen=True)
+class DecodedImage(ImageFacts):
+    image: Image.Image = field(kw_only=True)  # 8-bit RGB
+
+    def facts(self) -> ImageFacts:
+        return ImageFacts(**{f.name: getattr(self, f.name) for f in fields(ImageFacts)})
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -124,7 +133,7 @@ def _decode_tiff(path: Path, max_pixels: int) -> DecodedImage:
     if scaling:
         notes.append(scaling)
     image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
-    return DecodedImage(image, width, height, bands, str(data.dtype), "; ".join(notes), bbox, crs)
+    return DecodedImage(width, height, bands, str(data.dtype), "; ".join(notes), bbox, crs, image=image)
 
 
 def _decode_pil(path: Path, max_pixels: int) -> DecodedImage:
@@ -140,15 +149,9 @@ def _decode_pil(path: Path, max_pixels: int) -> DecodedImage:
                 mode = image.mode
                 if mode in WIDE_MODES:
                     grey, note = _to_uint8(np.asarray(image))
+                    note = f"single band as grey; {note}" if note else "single band as grey"
                     return DecodedImage(
-                        Image.fromarray(grey).convert("RGB"),
-                        width,
-                        height,
-                        bands,
-                        mode,
-                        f"single band as grey; {note}" if note else "single band as grey",
-                        None,
-                        None,
+                        width, height, bands, mode, note, None, None, image=Image.fromarray(grey).convert("RGB")
                     )
                 rgb = image.convert("RGB")
     except BadImageError:
@@ -160,7 +163,7 @@ def _decode_pil(path: Path, max_pixels: int) -> DecodedImage:
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(f"undecodable image: {exc}") from exc
     note = "" if mode in ("RGB", "L", "P", "RGBA") else f"mode {mode} converted to RGB"
-    return DecodedImage(rgb, width, height, bands, mode, note, None, None)
+    return DecodedImage(width, height, bands, mode, note, None, None, image=rgb)
 
 
 def decode_image(path: Path, max_pixels: int) -> DecodedImage:

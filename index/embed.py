@@ -21,24 +21,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from index.decode import BadImageError, decode_image
+from index.decode import BadImageError, ImageFacts, decode_image
 from index.layout import fsync_dir
 from posapl.encode import encode_images
 from posapl.model import POSAPL
 from posapl.preprocess import IMAGE_MEAN, IMAGE_STD
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """What decoding learned about a file; becomes its metadata row."""
-
-    width: int
-    height: int
-    bands: int
-    dtype: str
-    preprocessing: str
-    bbox: tuple[float, float, float, float] | None
-    crs: int | None
 
 
 @dataclass
@@ -122,15 +109,7 @@ class ArchiveImages(Dataset):
             decoded = decode_image(path, self.max_pixels)
         except BadImageError as exc:
             return sha, None, None, str(exc)
-        facts = ImageFacts(
-            decoded.width,
-            decoded.height,
-            decoded.bands,
-            decoded.dtype,
-            decoded.preprocessing,
-            decoded.bbox,
-            decoded.crs,
-        )
+        facts = decoded.facts()
         size = (self.image_size, self.image_size)
         resized = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
         return sha, torch.from_numpy(resized.copy()).permute(2, 0, 1), facts, None

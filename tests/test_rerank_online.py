@@ -3,7 +3,6 @@ the offline matrix functions (random vectors, then the shared RSICD test split).
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import faiss
@@ -141,9 +140,8 @@ def test_bad_online_input_is_rejected() -> None:
 
 
 @pytest.fixture(scope="module")
-def rsicd_embeddings(request, data_dir, tiny_model, pos_tagger) -> tuple[np.ndarray, np.ndarray]:
-    """Tiny random model embeddings of the RSICD test split (images, captions), cached in pytest's cache:
-    encoding 5,465 captions and 1,093 images takes about a minute on two cores."""
+def rsicd_embeddings(data_dir, tiny_model, pos_tagger) -> tuple[np.ndarray, np.ndarray]:
+    """Tiny random model embeddings of the RSICD test split (images, captions), computed once per module."""
     import torch
     from PIL import Image
 
@@ -151,17 +149,6 @@ def rsicd_embeddings(request, data_dir, tiny_model, pos_tagger) -> tuple[np.ndar
     from posapl.preprocess import eval_transform
 
     split = data_dir / "rsicd" / "rsicd_test.json"
-    probe = np.concatenate(  # what the model computes, not where its config file happens to live
-        [
-            embed_captions(tiny_model, pos_tagger, ["many buildings are near a river ."]),
-            encode_images(tiny_model, torch.zeros(1, 3, tiny_model.image_size, tiny_model.image_size)),
-        ]
-    )
-    key = hashlib.sha256(split.read_bytes() + probe.tobytes()).hexdigest()[:16]
-    cached = request.config.cache.mkdir("posapl-rerank-rsicd") / f"{key}.npz"
-    if cached.exists():
-        with np.load(cached) as stored:
-            return stored["images"], stored["captions"]
     records = json.loads(split.read_text())
     captions = embed_captions(tiny_model, pos_tagger, [c for record in records for c in record["caption"]])
     transform = eval_transform(tiny_model.image_size)
@@ -169,9 +156,7 @@ def rsicd_embeddings(request, data_dir, tiny_model, pos_tagger) -> tuple[np.ndar
     for record in records:
         with Image.open(split.parent / record["image"]) as image:
             pixels.append(transform(image.convert("RGB")))
-    images = encode_images(tiny_model, torch.stack(pixels))
-    np.savez(cached, images=images, captions=captions)
-    return images, captions
+    return encode_images(tiny_model, torch.stack(pixels)), captions
 
 
 def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int, k_prime: int = 100) -> float:
