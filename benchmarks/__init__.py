@@ -1,0 +1,1 @@
+"""Measured runs (quality, speed, scale, peer comparison); `posapl bench --help` lists them."""

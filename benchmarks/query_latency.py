@@ -1,0 +1,259 @@
+"""`/v1/search/text` latency percentiles and throughput at 1/8/32 concurrent clients, with and without
+re-ranking, against a real `posapl serve` process and an index of synthetic unit vectors.
+
+The image side is synthetic (random unit vectors: FAISS cost depends only on count and dimension); the
+caption bank and the queries are real RSICD captions, so POS tagging, tokenisation and re-ranking profiles
+see real text. The server's query cache is disabled: every request pays tagging and encoding, which is the
+honest worst case. Client threads run on the same machine as the server and compete with it for the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.harness import (
+    DEFAULT_SPLIT,
+    WORK_DIR,
+    Result,
+    load_average,
+    percentile,
+    query_captions,
+    smoke_arch,
+    split_path,
+)
+
+STAGES = ("pos", "encode", "search", "rerank", "total")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", default=str(DEFAULT_SPLIT), help="annotation file for queries and caption bank")
+    parser.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (random weights)")
+    parser.add_argument("--vectors", type=int, default=100_000, help="synthetic image vectors in the index")
+    parser.add_argument("--bank", type=int, default=1000, help="real captions in the caption bank")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per (clients, rerank) cell")
+    parser.add_argument("--rerank", nargs="+", default=["none", "multivariate"])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--torch-threads", type=int, help="server POSAPL_TORCH_THREADS (default: torch's)")
+    parser.add_argument("--faiss-threads", type=int, help="server POSAPL_FAISS_THREADS (default: the service's, 1)")
+
+
+def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
+    """Publish one version: synthetic image vectors, the real caption bank, profiles. Returns the fingerprint."""
+    import numpy as np
+
+    from index.profiles import compute_profiles
+    from index.publish import VersionContent, publish
+    from index.store import ImageRecord
+    from index.vectors import IndexSpec, build_index
+    from posapl.checkpoint import load_model
+    from posapl.encode import embed_captions
+    from posapl.pos import PosTagger
+
+    model = load_model(None, "random", "rsitmd", arch).eval()
+    caption_vectors = embed_captions(model, PosTagger(), bank)
+    rng = np.random.default_rng(0)
+    image_vectors = rng.standard_normal((vectors, model.embed_dim), dtype=np.float32)
+    image_vectors /= np.linalg.norm(image_vectors, axis=1, keepdims=True)
+    image_ids = np.arange(1, vectors + 1, dtype=np.int64)
+    caption_ids = np.arange(len(bank), dtype=np.int64)
+    records = [
+        ImageRecord(int(i), 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, 0.0, 3, "uint8", "", None, None)
+        for i in image_ids
+    ]
+    image_index, index_info = build_index(image_vectors, image_ids, IndexSpec())
+    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
+    profiles, profile_info = compute_profiles(image_ids, image_vectors, caption_ids, caption_vectors)
+    content = VersionContent(
+        image_records=records,
+        image_vectors=image_vectors,
+        image_index=image_index,
+        caption_texts=[(text, "benchmark-bank") for text in bank],
+        caption_index=caption_index,
+        profiles=profiles,
+        skipped=[],
+        manifest={
+            "model": {
+                "fingerprint": model.fingerprint(),
+                "checkpoint": None,
+                "pretrained": "random",
+                "arch": arch,
+                "preset": "rsitmd",
+            },
+            "dim": model.embed_dim,
+            "counts": {"duplicates": 0},
+            "index": index_info,
+            "profiles": profile_info,
+            "sources": [str(root / "no-images")],
+            "caption_sources": ["benchmark-bank"],
+        },
+    )
+    publish(root, content, keep=1, pause=lambda stage: None)
+    return model.fingerprint()
+
+
+def _start_server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    import httpx
+
+    env = {**os.environ, "POSAPL_CACHE_SIZE": "0", "HF_HUB_OFFLINE": "1", **extra_env}
+    command = [
+        sys.executable,
+        "-m",
+        "posapl.cli",
+        "serve",
+        "--root",
+        str(root),
+        "--pretrained",
+        "random",
+        "--arch",
+        arch,
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"server not ready after 600 s; see {log}")
+
+
+def _load(url: str, queries: list[str], clients: int, duration: float, rerank: str, k: int) -> dict:
+    """`clients` threads, each sending its next query as soon as the previous answer arrives."""
+    import httpx
+
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    errors: list[str] = []
+    stop_at = time.perf_counter() + duration
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.perf_counter() < stop_at:
+                with lock:
+                    query = queries[next(counter) % len(queries)]
+                began = time.perf_counter()
+                try:
+                    response = http.post("/v1/search/text", json={"query": query, "k": k, "rerank": rerank})
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+                    continue
+                elapsed = time.perf_counter() - began
+                if response.status_code != 200:
+                    errors.append(str(response.status_code))
+                    continue
+                timings = response.json()["timings_ms"]
+                with lock:
+                    latencies.append(elapsed * 1000.0)
+                    for stage in STAGES:
+                        stages[stage].append(timings[stage])
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return {"latencies_ms": latencies, "stages_ms": stages, "errors": errors, "wall_s": wall}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cell(name: str, params: dict, measured: dict) -> Result:
+    latencies = measured["latencies_ms"]
+    if not latencies:
+        raise RuntimeError(f"{name}: no successful request ({len(measured['errors'])} errors)")
+    stage_p50 = {f"{stage}_p50_ms": statistics.median(values) for stage, values in measured["stages_ms"].items()}
+    return Result(
+        benchmark="query-latency",
+        params=params,
+        metrics={
+            "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95),
+            "p99_ms": percentile(latencies, 99),
+            "req_per_s": len(latencies) / measured["wall_s"],
+            "errors": len(measured["errors"]),
+            **{key: value for key, value in stage_p50.items() if key != "total_p50_ms"},
+        },
+        raw={**measured, "load_avg_after": load_average()},
+        notes=f"{len(latencies)} requests; client-side latency; per-stage medians from timings_ms",
+    )
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    arch = str(smoke_arch()) if args.smoke else args.arch
+    vectors = 2000 if args.smoke else args.vectors
+    bank_size = 100 if args.smoke else args.bank
+    clients_list = [1, 4] if args.smoke else args.clients
+    duration = 2.0 if args.smoke else args.duration
+    split = split_path(args.split)
+    print(f"load average before: {load_average()}", flush=True)
+
+    captions = query_captions(split, bank_size + (200 if args.smoke else 2000))
+    bank, queries = captions[:bank_size], captions[bank_size:]
+    work = WORK_DIR / "query-latency" / f"{'smoke' if args.smoke else Path(arch).stem}-{vectors}-{bank_size}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    started = time.perf_counter()
+    _build_store(work / "index", arch, vectors, bank)
+    print(
+        f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s", flush=True
+    )
+
+    port = _free_port()
+    threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads}
+    extra_env = {f"POSAPL_{name.upper()}": str(value) for name, value in threads.items() if value is not None}
+    server = _start_server(work / "index", arch, port, work / "server.log", extra_env)
+    url = f"http://127.0.0.1:{port}"
+    results = []
+    try:
+        _load(url, queries, 1, 1.0 if args.smoke else 5.0, "none", args.k)  # warm-up: first-call costs
+        for rerank in args.rerank:
+            for clients in clients_list:
+                print(f"load average {load_average()}; {clients} clients, rerank={rerank}", flush=True)
+                measured = _load(url, queries, clients, duration, rerank, args.k)
+                params = {
+                    "arch": "smoke" if args.smoke else arch,
+                    "weights": "random",
+                    "vectors": vectors,
+                    "bank": bank_size,
+                    "clients": clients,
+                    "rerank": rerank,
+                    "k": args.k,
+                    "duration_s": duration,
+                    "cache": "off",
+                    **{name: value or "default" for name, value in threads.items()},
+                }
+                results.append(_cell(f"{clients} clients {rerank}", params, measured))
+                print(f"  {results[-1].metrics}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results

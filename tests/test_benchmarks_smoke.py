@@ -1,0 +1,77 @@
+"""Every benchmark runs end to end at smoke size, writes its JSON result outside the repo, and leaves
+RESULTS.md alone. These check that the harness keeps working, not how fast anything is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import harness
+from benchmarks.cli import BENCHMARKS, main
+from benchmarks.peer_clip_retrieval import PEER_VENV
+
+
+def _run_smoke(name: str, tmp_path: Path, *extra: str) -> list[dict]:
+    table_before = harness.RESULTS_TABLE.read_text() if harness.RESULTS_TABLE.exists() else None
+    assert main([name, "--smoke", "--results-dir", str(tmp_path), *extra]) == 0
+    table_after = harness.RESULTS_TABLE.read_text() if harness.RESULTS_TABLE.exists() else None
+    assert table_after == table_before, "a smoke run must not append to RESULTS.md"
+    files = sorted(tmp_path.glob("*.json"))
+    assert files, f"{name} wrote no result"
+    payloads = [json.loads(f.read_text()) for f in files]
+    for payload in payloads:
+        assert payload["smoke"] is True
+        assert payload["machine"]["cores"] >= 1 and payload["machine"]["load_avg"]
+        assert payload["metrics"], "a result without numbers"
+    return payloads
+
+
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"peer", "quality", "text-encoding"}))
+def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
+    _run_smoke(name, tmp_path)
+
+
+def test_peer_smoke(tmp_path: Path) -> None:
+    if not (PEER_VENV / "bin" / "clip-retrieval").exists():
+        pytest.skip(f"clip-retrieval's own virtualenv is not at {PEER_VENV} (set up by hand, see benchmarks/README.md)")
+    payloads = _run_smoke("peer", tmp_path)
+    assert {p["benchmark"] for p in payloads} == {"peer-serving", "peer-indexing"}
+    assert all(p["metrics"].get("errors", 0) == 0 for p in payloads)
+
+
+def test_quality_smoke_scores_every_system_and_rerank(tmp_path: Path) -> None:
+    payloads = _run_smoke("quality", tmp_path)
+    systems = {p["params"]["system"] for p in payloads}
+    assert {p["params"]["rerank"] for p in payloads} == {"none", "multivariate", "reciprocal"}
+    assert "zero-shot" in systems and any(s.startswith("checkpoint") for s in systems)
+    for payload in payloads:
+        assert set(payload["metrics"]) == {"txt_r1", "txt_r5", "txt_r10", "img_r1", "img_r5", "img_r10", "r_mean"}
+
+
+def test_text_encoding_smoke_is_exact(tmp_path: Path) -> None:
+    payloads = _run_smoke("text-encoding", tmp_path)
+    assert all(p["metrics"]["max_abs_diff"] <= 1e-5 for p in payloads)
+
+
+def test_record_appends_a_row_for_real_runs_only(tmp_path: Path) -> None:
+    table = tmp_path / "RESULTS.md"
+    result = harness.Result("demo", {"n": 3}, {"ms": 1.23456, "ok": 1}, notes="a|b")
+    harness.record(result, smoke=True, results_dir=tmp_path / "smoke", table=table)
+    assert not table.exists()
+    path = harness.record(result, smoke=False, results_dir=tmp_path / "real", table=table)
+    rows = [line for line in table.read_text().splitlines() if "| demo |" in line]
+    assert len(rows) == 1 and "ms=1.23" in rows[0] and path.name in rows[0] and "a/b" in rows[0]
+    assert rows[0].count("|") == harness.TABLE_HEADER.splitlines()[0].count("|")
+
+
+def test_timing_and_percentile() -> None:
+    calls = []
+    timing = harness.time_repeated(lambda: calls.append(1), repeat=4, warmup=2)
+    assert len(calls) == 6 and len(timing.samples) == 4
+    assert timing.min <= timing.median <= timing.max
+    assert harness.percentile(range(1, 101), 95) == 95
+    assert harness.percentile([5.0], 99) == 5.0
+    with pytest.raises(ValueError):
+        harness.time_repeated(lambda: None, repeat=0)
