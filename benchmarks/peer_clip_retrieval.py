@@ -36,6 +36,7 @@ from benchmarks.harness import (
     query_captions,
     split_path,
 )
+from benchmarks.synthetic_store import publish_synthetic_store
 
 PEER_VENV = WORK_DIR / "peer-venv"
 PEER_WORK = WORK_DIR / "peer"
@@ -88,44 +89,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_synthetic_store(root: Path, vectors, arch: str, captions: int = 1000) -> None:
-    """A published index store over given image vectors (and a small synthetic caption bank, so re-ranking
-    profiles exist), stamped with the fingerprint of the zero-shot random model `posapl serve` will load."""
+    """Our store over the peer's vectors, with a small synthetic caption bank so re-ranking profiles exist."""
     import numpy as np
-
-    from index.profiles import compute_profiles
-    from index.publish import VersionContent, publish
-    from index.store import ImageRecord
-    from index.vectors import IndexSpec, build_index
-    from posapl.checkpoint import load_model
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    model = load_model(None, "random", "rsitmd", arch)
     rng = np.random.default_rng(1)
     caption_vectors = rng.standard_normal((captions, vectors.shape[1]), dtype=np.float32)
     caption_vectors /= np.linalg.norm(caption_vectors, axis=1, keepdims=True)
-    image_ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
-    caption_ids = np.arange(captions, dtype=np.int64)
-    image_index, index_info = build_index(vectors, image_ids, IndexSpec())
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
-    profiles, profile_info = compute_profiles(image_ids, vectors, caption_ids, caption_vectors)
-    records = [
-        ImageRecord(id=int(i), source=0, path=f"{i:07d}.jpg", sha256=f"{i:064x}", bytes=0, width=224, height=224,
-                    mtime=0.0, bands=3, dtype="uint8", preprocessing="", bbox=None, crs=None)
-        for i in image_ids
-    ]
-    content = VersionContent(
-        image_records=records, image_vectors=vectors, image_index=image_index,
-        caption_texts=[(f"synthetic caption {i}", "synthetic") for i in caption_ids], caption_index=caption_index,
-        profiles=profiles, skipped=[],
-        manifest={
-            "model": {"fingerprint": model.fingerprint(), "checkpoint": None, "pretrained": "random", "arch": arch,
-                      "preset": "rsitmd"},
-            "dim": int(vectors.shape[1]), "counts": {}, "index": index_info, "profiles": profile_info,
-            "sources": [str(root / "synthetic")], "caption_sources": ["synthetic"],
-        },
-    )
-    publish(root, content, keep=1, pause=lambda _: None)
+    texts = [f"synthetic caption {i}" for i in range(captions)]
+    publish_synthetic_store(root, arch, vectors, texts, caption_vectors)
 
 
 def _free_port() -> int:

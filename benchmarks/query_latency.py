@@ -31,6 +31,7 @@ from benchmarks.harness import (
     smoke_arch,
     split_path,
 )
+from benchmarks.synthetic_store import publish_synthetic_store
 
 STAGES = ("pos", "encode", "search", "rerank", "total")
 
@@ -52,10 +53,6 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
     """Publish one version: synthetic image vectors, the real caption bank, profiles. Returns the fingerprint."""
     import numpy as np
 
-    from index.profiles import compute_profiles
-    from index.publish import VersionContent, publish
-    from index.store import ImageRecord
-    from index.vectors import IndexSpec, build_index
     from posapl.checkpoint import load_model
     from posapl.encode import embed_captions
     from posapl.pos import PosTagger
@@ -65,41 +62,7 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
     rng = np.random.default_rng(0)
     image_vectors = rng.standard_normal((vectors, model.embed_dim), dtype=np.float32)
     image_vectors /= np.linalg.norm(image_vectors, axis=1, keepdims=True)
-    image_ids = np.arange(1, vectors + 1, dtype=np.int64)
-    caption_ids = np.arange(len(bank), dtype=np.int64)
-    records = [
-        ImageRecord(int(i), 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, 0.0, 3, "uint8", "", None, None)
-        for i in image_ids
-    ]
-    image_index, index_info = build_index(image_vectors, image_ids, IndexSpec())
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
-    profiles, profile_info = compute_profiles(image_ids, image_vectors, caption_ids, caption_vectors)
-    content = VersionContent(
-        image_records=records,
-        image_vectors=image_vectors,
-        image_index=image_index,
-        caption_texts=[(text, "benchmark-bank") for text in bank],
-        caption_index=caption_index,
-        profiles=profiles,
-        skipped=[],
-        manifest={
-            "model": {
-                "fingerprint": model.fingerprint(),
-                "checkpoint": None,
-                "pretrained": "random",
-                "arch": arch,
-                "preset": "rsitmd",
-            },
-            "dim": model.embed_dim,
-            "counts": {"duplicates": 0},
-            "index": index_info,
-            "profiles": profile_info,
-            "sources": [str(root / "no-images")],
-            "caption_sources": ["benchmark-bank"],
-        },
-    )
-    publish(root, content, keep=1, pause=lambda stage: None)
-    return model.fingerprint()
+    return publish_synthetic_store(root, arch, image_vectors, bank, caption_vectors)
 
 
 def _start_server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
