@@ -146,6 +146,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--max-pixels", type=int, help="larger images are skipped as decompression bombs")
     build.add_argument("--keep-versions", type=int, help="published versions kept on disk (default 3)")
     build.add_argument(
+        "--profile-points",
+        type=int,
+        help="similarities kept per item for online re-ranking (default 64; 0 = whole profile, exact GaLR)",
+    )
+    build.add_argument(
         "--keep-missing", action="store_const", const=True, help="updates keep entries whose files have disappeared"
     )
     _runtime_flags(build)

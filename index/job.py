@@ -189,7 +189,9 @@ def _content(
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
     image_index, index_info = build_index(image_vectors, image_ids, spec)
     caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
-    profiles, profile_info = compute_profiles(image_ids, image_vectors, caption_ids, caption_vectors)
+    profiles, profile_info = compute_profiles(
+        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points
+    )
     size = model.image_size
     return VersionContent(
         image_records=plan.records,
@@ -290,6 +292,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             and plan.skipped == sorted(map(tuple, live.skipped()))
             and live.manifest.index.get("requested") == asdict(spec)
             and live.manifest.sources == [str(s) for s in config.sources]
+            and live.manifest.raw.get("profiles", {}).get("points") == config.profile_points
         )
         if unchanged:
             number, status = live.number, "unchanged"

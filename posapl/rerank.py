@@ -29,6 +29,7 @@ PROFILE_HEADER = 2
 DEFAULT_RECIPROCAL_K = 10
 DEFAULT_RECIPROCAL_ALPHA = 0.1
 TIE_TOLERANCE = 1e-6
+DEFAULT_PROFILE_POINTS = 64
 
 
 def _check_matrix(sims: np.ndarray, name: str = "sims") -> np.ndarray:
@@ -224,7 +225,7 @@ def _check_vectors(array: np.ndarray, name: str) -> np.ndarray:
 def build_profiles(
     items: np.ndarray,
     bank: np.ndarray,
-    n_quantiles: int = 64,
+    n_quantiles: int = DEFAULT_PROFILE_POINTS,
     chunk_bytes: int = 256 * 2**20,
 ) -> np.ndarray:
     """Per item, a compact profile of its similarities to a reference bank: (n_items, n_quantiles + 2) float32.
@@ -247,6 +248,13 @@ def build_profiles(
     itself), so the count is the same whether or not the query is in the bank; with the bank equal to the
     offline query set it is the offline rank up to ties, exact over the sketch's exact head and
     interpolated beyond it. GaLR's column sum is the profile's bank sum.
+
+    How many points to keep: the reciprocal method only needs reverse ranks below its k, which the
+    exact head (the first half of the points) holds while k <= points / 2, so the default 64 points
+    reproduce it. GaLR orders its top-k by reverse rank however deep those ranks are, so a sketch
+    reproduces it only as far as the query ranks inside the head; ``n_quantiles = bank size`` keeps the
+    whole sorted profile and reproduces it exactly (benchmarks/RESULTS.md, "rerank-agreement", has
+    agreement against profile size on RSICD).
     """
     items = _check_vectors(items, "items")
     bank = _check_vectors(bank, "bank")

@@ -14,10 +14,12 @@ from index_helpers import RSICD_TEST, copy_images, rsicd_names, tiny_settings, w
 
 from index.job import run_update
 from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
+from index.profiles import compute_profiles
 from index.publish import StoreBusyError, rollback, store_lock
 from index.settings import StoreConfig
 from index.store import IndexIntegrityError, IndexStore, open_version
 from posapl.cli import main as posapl_main
+from posapl.rerank import PROFILE_HEADER
 
 
 @pytest.fixture
@@ -116,6 +118,32 @@ def test_model_change_forces_a_full_rebuild(small_store, tiny_arch_path: Path) -
     assert report.counts["new"] == 6 and report.counts["resumed"] == 0
     with open_version(root) as version:
         assert version.manifest.fingerprint != old_fingerprint
+
+
+def test_profile_size_change_republishes_with_whole_profiles(small_store, tiny_arch_path: Path) -> None:
+    """profile_points = 0 stores each item's whole sorted profile: every caption for an image, every image
+    for a caption; changing it publishes a new version without re-embedding anything."""
+    root, _ = small_store
+    with open_version(root) as version:
+        assert version.manifest.raw["profiles"]["points"] == 64
+    StoreConfig.load(root).model_copy(update={"profile_points": 0}).save(root)
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and report.counts["new"] == 0 and report.full_rebuild is None
+    with open_version(root) as version:
+        images, captions = version.image_ids(), version.caption_ids()
+        assert version.manifest.raw["profiles"]["points"] == 0
+        image_profiles = version.image_profiles(images)
+        assert image_profiles.shape == (6, PROFILE_HEADER + 5)
+        assert version.caption_profiles(captions).shape == (5, PROFILE_HEADER + 6)
+        bank = version.caption_index.reconstruct_batch(captions)
+        whole = -np.sort(-(version.image_vectors(images) @ bank.T), axis=1)
+        np.testing.assert_allclose(image_profiles[:, PROFILE_HEADER:], whole, atol=1e-6)
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).status == "unchanged"
+
+
+def test_whole_profiles_too_large_for_memory_are_refused() -> None:
+    with pytest.raises(ValueError, match="set profile_points"):
+        compute_profiles(np.arange(100_000), np.zeros((1, 4)), np.arange(100_000), np.zeros((1, 4)), points=0)
 
 
 def test_tampered_version_is_refused_and_the_old_one_stays_readable(small_store, tiny_arch_path: Path) -> None:
