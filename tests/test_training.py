@@ -135,6 +135,14 @@ def test_cli_train_then_eval(splits, tiny_arch_path, tmp_path, capsys) -> None:
     assert set(per_method) == {"none", "multivariate", "reciprocal"}
     assert all(set(m) == set(metrics) for m in per_method.values())
 
+    code = main(["eval", "--zero-shot", "--preset", "rsitmd", "--split", str(splits["val"]), "--rerank", "reciprocal",
+                 "--reciprocal-k", "5", "--reciprocal-alpha", "0.3", "--tune-reciprocal", *common])
+    assert code == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert set(tuned) == {"reciprocal", "reciprocal_tuning"}
+    row = next(r for r in tuned["reciprocal_tuning"]["grid"] if r["k"] == 5 and r["alpha"] == 0.3)
+    assert tuned["reciprocal"] == {k: v for k, v in row.items() if k not in ("k", "alpha")}
+
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, tiny_arch_path, capsys) -> None:
     missing = tmp_path / "missing.json"

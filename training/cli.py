@@ -59,6 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split-name", help="which split of a Karpathy file (default test)")
     evaluate.add_argument("--images", type=Path, help="image folder when not beside the annotation file")
     evaluate.add_argument("--rerank", choices=RERANK_CHOICES, help="re-ranking (default none; all = every method)")
+    evaluate.add_argument("--reciprocal-k", type=int, help="k of the reciprocal re-weighting (default 10)")
+    evaluate.add_argument("--reciprocal-alpha", type=float, help="alpha of the reciprocal re-weighting (default 0.1)")
+    evaluate.add_argument(
+        "--tune-reciprocal",
+        action="store_const",
+        const=True,
+        help="grid-search reciprocal k and alpha by mR on --split; give a validation split, never test",
+    )
     evaluate.add_argument("--batch-size", dest="eval_batch_size", type=int)
     evaluate.add_argument("--out", dest="results", type=Path, help="write the metrics JSON here")
     _model_flags(evaluate)
@@ -98,14 +106,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def run_eval(settings: TrainSettings) -> dict:
-    """One metric dict for a single re-ranking method, else one per method."""
+    """One metric dict for a single re-ranking method, else one per method (plus "reciprocal_tuning" when
+    asked for)."""
     import torch
 
     from posapl.checkpoint import load_checkpoint, load_model
     from posapl.pos import PosTagger
     from training.annotations import load_eval_split
     from training.datasets import PosCache
-    from training.evaluate import evaluate, rerank_methods, resolve_device
+    from training.evaluate import metrics_for, rerank_methods, resolve_device, similarities, tune_reciprocal
 
     if settings.split is None:
         raise ValueError("eval needs --split")
@@ -123,6 +132,9 @@ def run_eval(settings: TrainSettings) -> dict:
         raise ValueError("eval needs --checkpoint DIR or --zero-shot")
     model.to(resolve_device(settings.device))
     pos_cache = PosCache(settings.pos_cache, PosTagger())
-    results = evaluate(model, split, pos_cache, methods, batch_size=settings.eval_batch_size,
-                       num_workers=settings.num_workers, progress=settings.progress)
+    sims = similarities(model, split, pos_cache, settings.eval_batch_size, settings.num_workers, settings.progress)
+    reciprocal = {"k": settings.reciprocal_k, "alpha": settings.reciprocal_alpha}
+    results = {m: metrics_for(sims, split, m, **(reciprocal if m == "reciprocal" else {})) for m in methods}
+    if settings.tune_reciprocal:
+        return {**results, "reciprocal_tuning": tune_reciprocal(sims, split)}
     return results[methods[0]] if len(methods) == 1 else results

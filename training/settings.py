@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
+from posapl.rerank import DEFAULT_RECIPROCAL_ALPHA, DEFAULT_RECIPROCAL_K
 
 RERANK_CHOICES = ("none", "multivariate", "reciprocal", "all")
 
@@ -68,6 +69,9 @@ class TrainSettings(BaseSettings):
     split_name: str = "test"
     images: Path | None = None
     rerank: Literal["none", "multivariate", "reciprocal", "all"] = "none"
+    reciprocal_k: int = Field(DEFAULT_RECIPROCAL_K, ge=1, description="eval: k of the reciprocal re-weighting")
+    reciprocal_alpha: float = Field(DEFAULT_RECIPROCAL_ALPHA, ge=0, description="eval: its alpha")
+    tune_reciprocal: bool = Field(False, description="eval: grid-search reciprocal k and alpha on a val --split")
     results: Path | None = Field(None, description="eval: write the metrics JSON here")
 
     @model_validator(mode="after")
