@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
+from posapl.rerank import DEFAULT_RECIPROCAL_ALPHA, DEFAULT_RECIPROCAL_K
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
 
@@ -54,6 +55,13 @@ class ServiceSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins; none by default")
     admin_token: SecretStr | None = Field(None, description="bearer token for /v1/admin; none disables admin")
     rerank_default: RerankMethod = "multivariate"
+    reciprocal_k: int = Field(
+        DEFAULT_RECIPROCAL_K,
+        ge=1,
+        description="k of the reciprocal re-weighting, from `posapl eval --tune-reciprocal` on a val split; "
+        "online ranks are exact while k <= half the index's profile points",
+    )
+    reciprocal_alpha: float = Field(DEFAULT_RECIPROCAL_ALPHA, ge=0, description="alpha of the reciprocal re-weighting")
     reload_poll_s: float = Field(5.0, gt=0, description="how often CURRENT is checked for a new index version")
 
     @field_validator("admin_token")

@@ -159,9 +159,12 @@ def rsicd_embeddings(data_dir, tiny_model, pos_tagger) -> tuple[np.ndarray, np.n
     return encode_images(tiny_model, torch.stack(pixels)), captions
 
 
-def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int, k_prime: int = 100) -> float:
-    """Share of queries whose online top-10 (exact FAISS top-K', profiles against the query set as bank)
-    equals the offline top-10. Items with identical vectors (RSICD repeats captions) count as one item."""
+def agreeing_queries(
+    queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int, k_prime: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, whether its online top-10 (exact FAISS top-K', profiles against the query set as bank)
+    equals the offline top-10; and the offline top-10s. Items with identical vectors (RSICD repeats
+    captions) count as one item."""
     offline = OFFLINE[method](queries @ items.T)
     offline_top = np.argsort(-offline, axis=1, kind="stable")[:, :10]
     profiles = build_profiles(items, queries, n_quantiles=n_quantiles)
@@ -170,27 +173,28 @@ def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: 
     scores, ids = index.search(queries, k_prime)
     _, canonical = np.unique(items, axis=0, return_inverse=True)
     canonical = canonical.ravel()
-    same = 0
+    same = np.zeros(len(queries), dtype=bool)
     for q in range(len(queries)):
         order, _ = rerank_candidates(method, scores[q], profiles[ids[q]])
-        same += np.array_equal(canonical[ids[q][order][:10]], canonical[offline_top[q]])
-    return same / len(queries)
+        same[q] = np.array_equal(canonical[ids[q][order][:10]], canonical[offline_top[q]])
+    return same, offline_top
 
 
-def galr_tie_free(sims: np.ndarray, k: int = 30) -> np.ndarray:
-    """GaLR's formula with the reverse rank counted as the number of rows strictly more similar (up to the
-    tie tolerance) instead of a position in numpy's sort: the offline matrix the online method targets
-    when queries tie (RSICD repeats captions, so a query ties with its copies in every column)."""
-    forward = np.argsort(-sims, axis=1)[:, :k]
-    column_sums = sims.sum(axis=0, dtype=np.float64)
-    out = np.zeros(sims.shape, dtype=np.float32)
-    decay = np.exp(-0.05 * np.arange(1, k + 1))
-    for i, top in enumerate(forward):
-        reverse = (sims[:, top].astype(np.float64) > sims[i, top] + TIE_TOLERANCE).sum(axis=0).astype(np.float64)
-        position = np.empty(k)
-        position[np.argsort(reverse)] = np.arange(k)
-        out[i, top] = sims[i, top] / column_sums[top] + decay + 0.7 * np.exp(-0.05 * (position + 1))
-    return out
+def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int) -> float:
+    return float(agreeing_queries(queries, items, method, n_quantiles)[0].mean())
+
+
+def offline_is_a_function_of_the_query(queries: np.ndarray, offline_top: np.ndarray) -> np.ndarray:
+    """Per query, whether every identical copy of it (same vector) got the same offline top-10."""
+    _, group = np.unique(queries, axis=0, return_inverse=True)
+    group = group.ravel()
+    consistent = np.ones(len(queries), dtype=bool)
+    first = {}
+    for q, g in enumerate(group):
+        first.setdefault(g, q)
+        if not np.array_equal(offline_top[q], offline_top[first[g]]):
+            consistent[group == g] = False
+    return consistent
 
 
 @pytest.mark.parametrize(("direction", "method"), [("text", "reciprocal"), ("image", "reciprocal")])
@@ -203,25 +207,39 @@ def test_reciprocal_online_agrees_with_offline_on_rsicd(rsicd_embeddings, direct
 
 
 def test_multivariate_online_agrees_with_offline_on_rsicd_images(rsicd_embeddings) -> None:
-    """Image queries (no duplicate images): full sorted profiles against the 1,093-image archive reproduce
+    """Image queries (no duplicate images): whole sorted profiles against the 1,093-image archive reproduce
     GaLR's offline top-10."""
     images, captions = rsicd_embeddings
     assert agreement(images, captions, "multivariate", n_quantiles=len(images)) >= 0.95
 
 
-def test_multivariate_online_agrees_with_tie_free_offline_on_rsicd_captions(rsicd_embeddings) -> None:
-    """Caption queries against the full test caption bank. GaLR's own top-10 here depends on how numpy's
-    sort orders a caption among its identical copies, which no online method can know; measured against
-    the same formula with tie-free reverse ranks, full sorted profiles agree."""
+def test_multivariate_online_agrees_with_offline_on_rsicd_captions(rsicd_embeddings) -> None:
+    """Caption queries against the full test caption bank (all 5,465, repeats included), whole profiles.
+
+    RSICD repeats captions, and GaLR's offline top-10 for a caption depends on where numpy's sort puts it
+    among its identical copies in each column, so identical captions can get different offline top-10s.
+    No online method (a function of the query) can match all of them; agreement is therefore required on
+    the queries whose offline top-10 is the same for every copy, which must be most of them.
+    """
     images, captions = rsicd_embeddings
-    sims = captions @ images.T
-    reference = np.argsort(-galr_tie_free(sims), axis=1, kind="stable")[:, :10]
-    profiles = build_profiles(images, captions, n_quantiles=len(captions))
-    index = faiss.IndexFlatIP(images.shape[1])
-    index.add(images)
-    scores, ids = index.search(captions, 100)
-    same = 0
-    for q in range(len(captions)):
-        order, _ = rerank_candidates("multivariate", scores[q], profiles[ids[q]])
-        same += np.array_equal(ids[q][order][:10], reference[q])
-    assert same / len(captions) >= 0.95
+    same, offline_top = agreeing_queries(captions, images, "multivariate", n_quantiles=len(captions))
+    defined = offline_is_a_function_of_the_query(captions, offline_top)
+    assert defined.mean() >= 0.6
+    assert same[defined].mean() >= 0.95
+
+
+def test_service_passes_its_reciprocal_parameters_and_leaves_galr_alone() -> None:
+    from service.ranking import rerank
+
+    rng = np.random.default_rng(7)
+    items, bank, query = _unit(rng, 30, 8), _unit(rng, 400, 8), _unit(rng, 1, 8)[0]
+    profiles = build_profiles(items, bank)
+    ids, scores = np.arange(100, 130), (items @ query).astype(np.float32)
+    expected = rerank_candidates("reciprocal", scores, profiles, k=20, alpha=0.4)
+    _, got, order, applied = rerank("reciprocal", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.4)
+    assert applied == "reciprocal" and np.array_equal(order, expected[0])
+    np.testing.assert_allclose(got, expected[1], rtol=1e-6)
+    plain = rerank("reciprocal", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.0)
+    assert np.array_equal(plain[2], np.argsort(-scores, kind="stable"))
+    galr = rerank("multivariate", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.4)
+    assert np.array_equal(galr[2], rerank_candidates("multivariate", scores, profiles)[0])
