@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "quality": ("benchmarks.quality", "R@1/5/10 both directions and mR, zero-shot vs checkpoint, each re-ranking"),
     "text-encoding": ("benchmarks.text_encoding", "query text encoding: truncated vs plain 77-token"),
     "rerank-speed": ("benchmarks.rerank_speed", "cost of the re-ranking methods"),
+    "rerank-agreement": ("benchmarks.rerank_agreement", "online vs offline re-ranking top-10 against profile size"),
     "index-throughput": ("benchmarks.index_throughput", "images/s of `posapl index build`"),
     "query-latency": ("benchmarks.query_latency", "/v1/search/text latency and throughput at 1/8/32 clients"),
     "scale": ("benchmarks.scale", "1M synthetic vectors: exact vs IVF build, memory, latency, recall@10"),

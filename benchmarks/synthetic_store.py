@@ -20,6 +20,7 @@ def publish_synthetic_store(
     from index.store import ImageRecord
     from index.vectors import IndexSpec, build_index
     from posapl.checkpoint import load_model
+    from posapl.rerank import DEFAULT_PROFILE_POINTS
 
     fingerprint = load_model(None, "random", "rsitmd", arch).fingerprint()
     image_ids = np.arange(1, len(image_vectors) + 1, dtype=np.int64)
@@ -30,7 +31,9 @@ def publish_synthetic_store(
     ]
     image_index, index_info = build_index(image_vectors, image_ids, IndexSpec())
     caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
-    profiles, profile_info = compute_profiles(image_ids, image_vectors, caption_ids, caption_vectors)
+    profiles, profile_info = compute_profiles(
+        image_ids, image_vectors, caption_ids, caption_vectors, DEFAULT_PROFILE_POINTS
+    )
     content = VersionContent(
         image_records=records,
         image_vectors=image_vectors,

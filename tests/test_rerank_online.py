@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import faiss
 import numpy as np
 import pytest
 
+from benchmarks.rerank_agreement import agreeing_queries, offline_is_a_function_of_the_query, offline_top10
 from posapl.rerank import (
     PROFILE_HEADER,
     TIE_TOLERANCE,
@@ -159,42 +159,8 @@ def rsicd_embeddings(data_dir, tiny_model, pos_tagger) -> tuple[np.ndarray, np.n
     return encode_images(tiny_model, torch.stack(pixels)), captions
 
 
-def agreeing_queries(
-    queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int, k_prime: int = 100
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, whether its online top-10 (exact FAISS top-K', profiles against the query set as bank)
-    equals the offline top-10; and the offline top-10s. Items with identical vectors (RSICD repeats
-    captions) count as one item."""
-    offline = OFFLINE[method](queries @ items.T)
-    offline_top = np.argsort(-offline, axis=1, kind="stable")[:, :10]
-    profiles = build_profiles(items, queries, n_quantiles=n_quantiles)
-    index = faiss.IndexFlatIP(items.shape[1])
-    index.add(items)
-    scores, ids = index.search(queries, k_prime)
-    _, canonical = np.unique(items, axis=0, return_inverse=True)
-    canonical = canonical.ravel()
-    same = np.zeros(len(queries), dtype=bool)
-    for q in range(len(queries)):
-        order, _ = rerank_candidates(method, scores[q], profiles[ids[q]])
-        same[q] = np.array_equal(canonical[ids[q][order][:10]], canonical[offline_top[q]])
-    return same, offline_top
-
-
 def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int) -> float:
-    return float(agreeing_queries(queries, items, method, n_quantiles)[0].mean())
-
-
-def offline_is_a_function_of_the_query(queries: np.ndarray, offline_top: np.ndarray) -> np.ndarray:
-    """Per query, whether every identical copy of it (same vector) got the same offline top-10."""
-    _, group = np.unique(queries, axis=0, return_inverse=True)
-    group = group.ravel()
-    consistent = np.ones(len(queries), dtype=bool)
-    first = {}
-    for q, g in enumerate(group):
-        first.setdefault(g, q)
-        if not np.array_equal(offline_top[q], offline_top[first[g]]):
-            consistent[group == g] = False
-    return consistent
+    return float(agreeing_queries(queries, items, method, offline_top10(queries, items, method), n_quantiles).mean())
 
 
 @pytest.mark.parametrize(("direction", "method"), [("text", "reciprocal"), ("image", "reciprocal")])
@@ -222,7 +188,8 @@ def test_multivariate_online_agrees_with_offline_on_rsicd_captions(rsicd_embeddi
     the queries whose offline top-10 is the same for every copy, which must be most of them.
     """
     images, captions = rsicd_embeddings
-    same, offline_top = agreeing_queries(captions, images, "multivariate", n_quantiles=len(captions))
+    offline_top = offline_top10(captions, images, "multivariate")
+    same = agreeing_queries(captions, images, "multivariate", offline_top, n_quantiles=len(captions))
     defined = offline_is_a_function_of_the_query(captions, offline_top)
     assert defined.mean() >= 0.6
     assert same[defined].mean() >= 0.95
