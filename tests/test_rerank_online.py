@@ -206,6 +206,7 @@ def test_service_passes_its_reciprocal_parameters_and_leaves_galr_alone() -> Non
     _, got, order, applied = rerank("reciprocal", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.4)
     assert applied == "reciprocal" and np.array_equal(order, expected[0])
     np.testing.assert_allclose(got, expected[1], rtol=1e-6)
+    assert not np.allclose(got, rerank_candidates("reciprocal", scores, profiles)[1])  # not the defaults
     plain = rerank("reciprocal", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.0)
     assert np.array_equal(plain[2], np.argsort(-scores, kind="stable"))
     galr = rerank("multivariate", ids, scores, profiles, reciprocal_k=20, reciprocal_alpha=0.4)
