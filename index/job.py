@@ -175,6 +175,20 @@ def _plan_images(
     return plan
 
 
+def _reusable_image_profiles(
+    live: IndexVersion | None, captions_reused: bool, points: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The live version's image profiles (ids, rows) when they hold against the next version's bank: same
+    caption bank and model (the caption digest matched) and the same number of points."""
+    if live is None or not captions_reused:
+        return None
+    info = live.manifest.raw.get("profiles", {})
+    if info.get("method") is None or info.get("points") != points:
+        return None
+    ids = live.image_ids()
+    return ids, live.image_profiles(ids)
+
+
 def _content(
     model: POSAPL,
     config: StoreConfig,
@@ -182,6 +196,7 @@ def _content(
     captions: tuple[list[tuple[str, str]], np.ndarray],
     spec: IndexSpec,
     extra_manifest: dict[str, Any],
+    known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
 ) -> VersionContent:
     caption_texts, caption_vectors = captions
     image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
@@ -190,7 +205,7 @@ def _content(
     image_index, index_info = build_index(image_vectors, image_ids, spec)
     caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
     profiles, profile_info = compute_profiles(
-        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points
+        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles
     )
     size = model.image_size
     return VersionContent(
@@ -304,6 +319,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
                 (caption_texts, caption_vectors),
                 spec,
                 {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}},
+                _reusable_image_profiles(live, captions_reused, config.profile_points),
             )
             number, status = publish(root, content, config.keep_versions, pause), "published"
         log.clear()

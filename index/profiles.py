@@ -4,6 +4,11 @@ the image archive, so online re-ranking can find a query's reverse rank with one
 The profile format belongs to posapl.rerank.build_profiles. With an empty side (no caption files, or no
 images) there is no bank to rank against: the version records `profiles.method = null` and zero-width
 profiles, so a reader can tell "no re-ranking data" apart from real profiles.
+
+An image's profile depends only on its vector and the caption bank, so a nightly update whose bank and
+model are unchanged copies the live version's rows for the images it already had and computes only the
+new ones. Caption profiles are against the whole archive, which every added or removed image changes, so
+they are always recomputed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from posapl.rerank import build_profiles
+from posapl.rerank import PROFILE_HEADER, build_profiles
 
 FULL_PROFILES_LIMIT_BYTES = 8 * 2**30
 
@@ -28,21 +33,46 @@ def _check_full_size(n_images: int, n_captions: int) -> None:
         )
 
 
+def _image_profiles(
+    image_ids: np.ndarray,
+    image_vectors: np.ndarray,
+    caption_vectors: np.ndarray,
+    width: int,
+    known: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Profiles of the images against the bank, copying the rows of `known` (ids, profiles) where it has them."""
+    if known is None or known[1].shape[1] != width + PROFILE_HEADER:
+        return build_profiles(image_vectors, caption_vectors, n_quantiles=width)
+    row_of = {int(i): row for row, i in enumerate(known[0])}
+    rows = np.array([row_of.get(int(i), -1) for i in image_ids], dtype=np.int64)
+    out = np.empty((len(image_ids), width + PROFILE_HEADER), dtype=np.float32)
+    out[rows >= 0] = known[1][rows[rows >= 0]]
+    new = rows < 0
+    if new.any():
+        out[new] = build_profiles(image_vectors[new], caption_vectors, n_quantiles=width)
+    return out
+
+
 def compute_profiles(
     image_ids: np.ndarray,
     image_vectors: np.ndarray,
     caption_ids: np.ndarray,
     caption_vectors: np.ndarray,
     points: int,
+    known_image_profiles: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays for profiles.npz and the manifest's description of them. `points` similarities per item, or
-    0 for the whole sorted profile (each side as wide as the other side's count)."""
+    0 for the whole sorted profile (each side as wide as the other side's count). `known_image_profiles`
+    are (ids, profiles) of images computed against this very bank with the same model and points, e.g. the
+    live version's; their rows are copied instead of recomputed."""
     if len(image_ids) and len(caption_ids):
         if points == 0:
             _check_full_size(len(image_ids), len(caption_ids))
         image_width = points or len(caption_ids)
         caption_width = points or len(image_ids)
-        image_profiles = build_profiles(image_vectors, caption_vectors, n_quantiles=max(2, image_width))
+        image_profiles = _image_profiles(
+            image_ids, image_vectors, caption_vectors, max(2, image_width), known_image_profiles
+        )
         caption_profiles = build_profiles(caption_vectors, image_vectors, n_quantiles=max(2, caption_width))
         info = {"method": "posapl.rerank.build_profiles", "points": points, "width": int(image_profiles.shape[1])}
     else:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from index_helpers import RSICD_TEST, copy_images, rsicd_names, tiny_settings, write_bad_files, write_geotiff
 
+from index import profiles as index_profiles
 from index.job import run_update
 from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
 from index.profiles import compute_profiles
@@ -139,6 +140,36 @@ def test_profile_size_change_republishes_with_whole_profiles(small_store, tiny_a
         whole = -np.sort(-(version.image_vectors(images) @ bank.T), axis=1)
         np.testing.assert_allclose(image_profiles[:, PROFILE_HEADER:], whole, atol=1e-6)
     assert run_update(root, tiny_settings(root, tiny_arch_path)).status == "unchanged"
+
+
+def test_update_computes_profiles_only_for_new_images_while_the_bank_is_unchanged(
+    small_store, tiny_arch_path: Path, monkeypatch
+) -> None:
+    """Adding 2 images to 6: only the 2 get image profiles computed (the 6 are copied from the live version),
+    captions are re-profiled against all 8, and every stored row equals a fresh computation. A changed
+    caption bank recomputes every image."""
+    root, images = small_store
+    profiled: list[tuple[int, int]] = []
+    real = index_profiles.build_profiles
+
+    def counting(items, bank, **kwargs):
+        profiled.append((len(items), len(bank)))
+        return real(items, bank, **kwargs)
+
+    monkeypatch.setattr(index_profiles, "build_profiles", counting)
+    copy_images(rsicd_names(2, start=50), images)
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).version == 2
+    assert profiled == [(2, 5), (5, 8)]
+    with open_version(root) as version:
+        ids, bank = version.image_ids(), version.caption_index.reconstruct_batch(version.caption_ids())
+        fresh = real(version.image_vectors(ids), bank)
+        np.testing.assert_allclose(version.image_profiles(ids), fresh, rtol=1e-6, atol=1e-6)
+
+    profiled.clear()
+    bank_file = StoreConfig.load(root).captions[0]
+    bank_file.write_text(bank_file.read_text() + "a harbour with many boats .\n")
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).version == 3
+    assert profiled == [(8, 6), (6, 8)]
 
 
 def test_whole_profiles_too_large_for_memory_are_refused() -> None:
