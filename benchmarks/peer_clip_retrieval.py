@@ -19,8 +19,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from benchmarks.harness import (
     query_captions,
     split_path,
 )
+from benchmarks.server_process import Server, free_port
 from benchmarks.synthetic_store import publish_synthetic_store
 
 PEER_VENV = WORK_DIR / "peer-venv"
@@ -101,12 +100,6 @@ def write_synthetic_store(root: Path, vectors, arch: str, captions: int = 1000) 
     publish_synthetic_store(root, arch, vectors, texts, caption_vectors)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _peer_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not (venv / "bin" / "clip-retrieval").exists():
@@ -124,43 +117,8 @@ def _peer_weights(python: Path, arch: str, work: Path) -> Path:
     return path
 
 
-class Server:
-    """A server process in its own process group, stopped with SIGTERM (SIGKILL after a grace period)."""
-
-    def __init__(self, name: str, command: list[str], ready_url: str, env: dict[str, str], log: Path) -> None:
-        self.name, self.ready_url = name, ready_url
-        self._log = open(log, "wb")
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-
-    def wait_ready(self, timeout_s: float = 600) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self._log.name}")
-            try:
-                if httpx.get(self.ready_url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s; see {self._log.name}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-
-
 def _start_peer(python: Path, weights: Path, folder: Path, work: Path, arch: str) -> tuple[Server, str]:
-    port = _free_port()
+    port = free_port()
     paths = work / "indices_paths.json"
     paths.write_text(json.dumps({PEER_INDEX_NAME: str(folder)}))
     command = [
@@ -175,7 +133,7 @@ def _start_peer(python: Path, weights: Path, folder: Path, work: Path, arch: str
 
 
 def _start_ours(root: Path, work: Path, arch: str) -> tuple[Server, str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ, "POSAPL_INDEX_ROOT": str(root), "POSAPL_PRETRAINED": "random", "POSAPL_ARCH": arch,
         "POSAPL_PORT": str(port), "POSAPL_HOST": "127.0.0.1", "POSAPL_CACHE_SIZE": "0",

@@ -13,9 +13,7 @@ import argparse
 import itertools
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +29,7 @@ from benchmarks.harness import (
     smoke_arch,
     split_path,
 )
+from benchmarks.server_process import Server, free_port
 from benchmarks.synthetic_store import publish_synthetic_store
 
 STAGES = ("pos", "encode", "search", "rerank", "total")
@@ -65,9 +64,7 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
     return publish_synthetic_store(root, arch, image_vectors, bank, caption_vectors)
 
 
-def _start_server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    import httpx
-
+def _server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str]) -> Server:
     env = {**os.environ, "POSAPL_CACHE_SIZE": "0", "HF_HUB_OFFLINE": "1", **extra_env}
     command = [
         sys.executable,
@@ -85,19 +82,7 @@ def _start_server(root: Path, arch: str, port: int, log: Path, extra_env: dict[s
         "--port",
         str(port),
     ]
-    process = subprocess.Popen(command, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"server not ready after 600 s; see {log}")
+    return Server("posapl serve", command, f"http://127.0.0.1:{port}/readyz", env, log)
 
 
 def _load(url: str, queries: list[str], clients: int, duration: float, rerank: str, k: int) -> dict:
@@ -142,12 +127,6 @@ def _load(url: str, queries: list[str], clients: int, duration: float, rerank: s
     return {"latencies_ms": latencies, "stages_ms": stages, "errors": errors, "wall_s": wall}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cell(name: str, params: dict, measured: dict) -> Result:
     latencies = measured["latencies_ms"]
     if not latencies:
@@ -190,13 +169,14 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s", flush=True
     )
 
-    port = _free_port()
+    port = free_port()
     threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads}
     extra_env = {f"POSAPL_{name.upper()}": str(value) for name, value in threads.items() if value is not None}
-    server = _start_server(work / "index", arch, port, work / "server.log", extra_env)
+    server = _server(work / "index", arch, port, work / "server.log", extra_env)
     url = f"http://127.0.0.1:{port}"
     results = []
     try:
+        server.wait_ready()
         _load(url, queries, 1, 1.0 if args.smoke else 5.0, "none", args.k)  # warm-up: first-call costs
         for rerank in args.rerank:
             for clients in clients_list:
@@ -217,6 +197,5 @@ def run(args: argparse.Namespace) -> list[Result]:
                 results.append(_cell(f"{clients} clients {rerank}", params, measured))
                 print(f"  {results[-1].metrics}", flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     return results
