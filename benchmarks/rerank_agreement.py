@@ -45,16 +45,27 @@ def offline_top10(queries: np.ndarray, items: np.ndarray, method: str) -> np.nda
     return np.argsort(-offline, axis=1, kind="stable")[:, :10]
 
 
+def profiles_against(items: np.ndarray, bank: np.ndarray, points: int) -> np.ndarray:
+    """The items' profiles against the bank: `points` per item, or the whole sorted profile for 0."""
+    from posapl.rerank import build_profiles
+
+    return build_profiles(items, bank, n_quantiles=points or len(bank))
+
+
 def agreeing_queries(
-    queries: np.ndarray, items: np.ndarray, method: str, offline_top: np.ndarray, n_quantiles: int, k_prime: int = 100
+    queries: np.ndarray,
+    items: np.ndarray,
+    profiles: np.ndarray,
+    method: str,
+    offline_top: np.ndarray,
+    k_prime: int = 100,
 ) -> np.ndarray:
-    """Per query, whether its online top-10 (exact FAISS top-K', profiles of the items against the queries
-    as bank, `n_quantiles` points or 0 for whole profiles) equals `offline_top` (from `offline_top10`)."""
+    """Per query, whether its online top-10 (exact FAISS top-K', re-ranked with the items' `profiles`
+    against the queries as bank) equals `offline_top` (from `offline_top10`)."""
     import faiss
 
     from posapl.rerank import rerank_candidates
 
-    profiles = _profiles(items, queries, n_quantiles)
     index = faiss.IndexFlatIP(items.shape[1])
     index.add(items)
     scores, ids = index.search(queries, min(k_prime, len(items)))
@@ -67,12 +78,6 @@ def agreeing_queries(
     return same
 
 
-def _profiles(items: np.ndarray, bank: np.ndarray, n_quantiles: int) -> np.ndarray:
-    from posapl.rerank import build_profiles
-
-    return build_profiles(items, bank, n_quantiles=n_quantiles or len(bank))
-
-
 def copies(queries: np.ndarray) -> list[np.ndarray]:
     """Groups of query rows with identical vectors (singletons included)."""
     _, group = np.unique(queries, axis=0, return_inverse=True)
@@ -81,20 +86,20 @@ def copies(queries: np.ndarray) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
 
 
-def offline_is_a_function_of_the_query(queries: np.ndarray, offline_top: np.ndarray) -> np.ndarray:
-    """Per query, whether every identical copy of it got the same offline top-10."""
-    defined = np.ones(len(queries), dtype=bool)
-    for rows in copies(queries):
+def offline_is_a_function_of_the_query(groups: list[np.ndarray], offline_top: np.ndarray) -> np.ndarray:
+    """Per query, whether every identical copy of it (its group in `copies`) got the same offline top-10."""
+    defined = np.ones(len(offline_top), dtype=bool)
+    for rows in groups:
         if (offline_top[rows] != offline_top[rows[0]]).any():
             defined[rows] = False
     return defined
 
 
-def agreement_ceiling(queries: np.ndarray, offline_top: np.ndarray) -> float:
-    """The best agreement any function of the query vector can reach: per group of identical queries, the
-    most common offline top-10."""
-    best = sum(Counter(map(tuple, offline_top[rows])).most_common(1)[0][1] for rows in copies(queries))
-    return best / len(queries)
+def agreement_ceiling(groups: list[np.ndarray], offline_top: np.ndarray) -> float:
+    """The best agreement any function of the query vector can reach: per group of identical queries (from
+    `copies`), the most common offline top-10."""
+    best = sum(Counter(map(tuple, offline_top[rows])).most_common(1)[0][1] for rows in groups)
+    return best / len(offline_top)
 
 
 def _embed(args: argparse.Namespace, arch: str, pretrained: str, split) -> tuple[np.ndarray, np.ndarray]:
@@ -128,12 +133,13 @@ def run(args: argparse.Namespace) -> list[Result]:
     methods = ("multivariate", "reciprocal")
     t2i_top = {m: offline_top10(captions, images, m) for m in methods}
     i2c_top = {m: offline_top10(images, captions, m) for m in methods}
-    defined = offline_is_a_function_of_the_query(captions, t2i_top["multivariate"])
-    ceiling = agreement_ceiling(captions, t2i_top["multivariate"])
-    groups = [rows for rows in copies(captions) if len(rows) > 1]
+    caption_groups = copies(captions)
+    defined = offline_is_a_function_of_the_query(caption_groups, t2i_top["multivariate"])
+    ceiling = agreement_ceiling(caption_groups, t2i_top["multivariate"])
+    groups = [rows for rows in caption_groups if len(rows) > 1]
     ties = {
         "captions": len(captions),
-        "distinct_captions": len(copies(captions)),
+        "distinct_captions": len(caption_groups),
         "repeated_groups": len(groups),
         "groups_with_differing_galr_top10": int(sum(not defined[rows[0]] for rows in groups)),
         "defined_share": float(defined.mean()),
@@ -141,8 +147,11 @@ def run(args: argparse.Namespace) -> list[Result]:
     }
     results = []
     for n in points:
-        t2i = {m: agreeing_queries(captions, images, m, t2i_top[m], n, args.k_prime) for m in methods}
-        i2c = {m: agreeing_queries(images, captions, m, i2c_top[m], n, args.k_prime).mean() for m in methods}
+        image_profiles, caption_profiles = profiles_against(images, captions, n), profiles_against(captions, images, n)
+        t2i = {m: agreeing_queries(captions, images, image_profiles, m, t2i_top[m], args.k_prime) for m in methods}
+        i2c = {
+            m: agreeing_queries(images, captions, caption_profiles, m, i2c_top[m], args.k_prime).mean() for m in methods
+        }
         results.append(
             Result(
                 benchmark="rerank-agreement",

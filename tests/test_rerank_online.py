@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.rerank_agreement import agreeing_queries, offline_is_a_function_of_the_query, offline_top10
+from benchmarks.rerank_agreement import agreeing_queries, copies, offline_is_a_function_of_the_query, offline_top10
 from posapl.rerank import (
     PROFILE_HEADER,
     TIE_TOLERANCE,
@@ -160,7 +160,8 @@ def rsicd_embeddings(data_dir, tiny_model, pos_tagger) -> tuple[np.ndarray, np.n
 
 
 def agreement(queries: np.ndarray, items: np.ndarray, method: str, n_quantiles: int) -> float:
-    return float(agreeing_queries(queries, items, method, offline_top10(queries, items, method), n_quantiles).mean())
+    profiles = build_profiles(items, queries, n_quantiles=n_quantiles)
+    return float(agreeing_queries(queries, items, profiles, method, offline_top10(queries, items, method)).mean())
 
 
 @pytest.mark.parametrize(("direction", "method"), [("text", "reciprocal"), ("image", "reciprocal")])
@@ -189,8 +190,9 @@ def test_multivariate_online_agrees_with_offline_on_rsicd_captions(rsicd_embeddi
     """
     images, captions = rsicd_embeddings
     offline_top = offline_top10(captions, images, "multivariate")
-    same = agreeing_queries(captions, images, "multivariate", offline_top, n_quantiles=len(captions))
-    defined = offline_is_a_function_of_the_query(captions, offline_top)
+    profiles = build_profiles(images, captions, n_quantiles=len(captions))
+    same = agreeing_queries(captions, images, profiles, "multivariate", offline_top)
+    defined = offline_is_a_function_of_the_query(copies(captions), offline_top)
     assert defined.mean() >= 0.6
     assert same[defined].mean() >= 0.95
 
