@@ -97,7 +97,6 @@ class Searcher:
         self, settings: ServiceSettings, encoder: QueryEncoder, live: LiveIndex, metrics: ServiceMetrics
     ) -> None:
         self.settings = settings
-        self._reciprocal = (settings.reciprocal_k, settings.reciprocal_alpha)
         self.encoder = encoder
         self.live = live
         self._active = 0  # requests between entering a pipeline and getting their answer
@@ -200,7 +199,10 @@ class Searcher:
         ids, scores, records = _filtered(version, candidates, filters)
         applied: RerankMethod = "none"
         if method != "none" and len(ids):
-            ids, scores, order, applied = rerank(method, ids, scores, version.image_profiles(ids), *self._reciprocal)
+            ids, scores, order, applied = rerank(
+                method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
+                self.settings.reciprocal_alpha,
+            )
             records = [records[i] for i in order] if records is not None else None
         rerank_ms = (time.perf_counter() - ranked) * 1000.0
         hits = image_hits(version, ids[:k], scores[:k], records[:k] if records is not None else None)
@@ -233,7 +235,8 @@ class Searcher:
         applied: RerankMethod = "none"
         if method != "none" and len(caption_ids):
             caption_ids, caption_scores, _, applied = rerank(
-                method, caption_ids, caption_scores, version.caption_profiles(caption_ids), *self._reciprocal
+                method, caption_ids, caption_scores, version.caption_profiles(caption_ids),
+                self.settings.reciprocal_k, self.settings.reciprocal_alpha,
             )
         rerank_ms = (time.perf_counter() - ranked) * 1000.0
         captions = caption_hits(version, caption_ids, caption_scores, k_captions)
