@@ -1,7 +1,7 @@
 """Embed archive files in batches, checkpointing every batch so a killed job resumes instead of redoing work.
 
 Decoding and resizing run in DataLoader worker processes (the CPU-bound part); the model runs in the
-main process through posapl.encode.encode_images (bf16 autocast on GPU, float32 on CPU). Each finished
+main process through posapl.encode.encode_images (float32 on every device). Each finished
 batch is written to ROOT/work/<fingerprint>/batch-NNNNNN.npz atomically (temp file, fsync, rename, fsync
 dir), so after a crash every batch on disk is complete and the next run skips those content hashes.
 """

@@ -15,14 +15,11 @@ from posapl.text import normalize_caption
 
 
 @contextmanager
-def inference(model: POSAPL) -> Iterator[None]:
-    """No gradients; bf16 autocast on CUDA, plain float32 elsewhere."""
+def inference() -> Iterator[None]:
+    """No gradients, float32 on every device (as the reference evaluates): under bf16 autocast embeddings move
+    by ~1e-3, so an index built on a GPU would not match the same index built on a CPU."""
     with torch.inference_mode():
-        if model.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+        yield
 
 
 def _real_lengths(tokens: torch.Tensor) -> torch.Tensor:
@@ -53,7 +50,7 @@ def encode_texts(
     lengths = _real_lengths(tokens)
     order = torch.argsort(lengths, stable=True) if truncate else torch.arange(len(captions))
     out = torch.empty(len(captions), model.embed_dim, dtype=torch.float32)
-    with inference(model):
+    with inference():
         for start in range(0, len(captions), batch_size):
             idx = order[start : start + batch_size]
             width = int(lengths[idx].max()) if truncate else tokens.shape[1]
@@ -72,7 +69,7 @@ def embed_captions(model: POSAPL, tagger: PosTagger, texts: list[str], batch_siz
 def encode_images(model: POSAPL, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Embed preprocessed images (N, 3, H, W)."""
     out = []
-    with inference(model):
+    with inference():
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(model.device, non_blocking=True)
             out.append(F.normalize(model.encode_image(batch).float(), dim=-1).cpu())
