@@ -61,28 +61,29 @@ def warp_affine(array: np.ndarray, matrix: np.ndarray, fill: tuple[int, ...] = F
     Each output pixel samples the source at the inverse-mapped position, bilinearly, in pixel-centre
     coordinates; a neighbour outside the image counts as `fill`, so edges blend into the fill colour.
     """
-    height, width = array.shape[:2]
+    height, width, channels = array.shape
     forward = np.asarray(matrix, dtype=np.float64)
     det = forward[0, 0] * forward[1, 1] - forward[0, 1] * forward[1, 0]
-    inverse_linear = np.array([[forward[1, 1], -forward[0, 1]], [-forward[1, 0], forward[0, 0]]]) / det
-    inverse_shift = -inverse_linear @ forward[:, 2]
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    src_x = inverse_linear[0, 0] * xs + inverse_linear[0, 1] * ys + inverse_shift[0]
-    src_y = inverse_linear[1, 0] * xs + inverse_linear[1, 1] * ys + inverse_shift[1]
+    inverse = np.array([[forward[1, 1], -forward[0, 1]], [-forward[1, 0], forward[0, 0]]]) / det
+    shift = -inverse @ forward[:, 2]
+    xs, ys = np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)[:, None]
+    # A position more than a pixel outside the image reads only fill; clamped to -1 or W/H it still does.
+    src_x = np.clip(inverse[0, 0] * xs + inverse[0, 1] * ys + shift[0], -1, width)
+    src_y = np.clip(inverse[1, 0] * xs + inverse[1, 1] * ys + shift[1], -1, height)
     x0, y0 = np.floor(src_x), np.floor(src_y)
-    fx, fy = (src_x - x0)[..., None], (src_y - y0)[..., None]
-    # One pixel of fill around the image; indices clipped into it make every outside neighbour the fill.
-    padded = np.empty((height + 2, width + 2, array.shape[2]), dtype=np.float64)
-    padded[...] = np.asarray(fill, dtype=np.float64)
-    padded[1:-1, 1:-1] = array
-    col0 = np.clip(x0.astype(np.int64) + 1, 0, width + 1)
-    col1 = np.clip(x0.astype(np.int64) + 2, 0, width + 1)
-    row0 = np.clip(y0.astype(np.int64) + 1, 0, height + 1)
-    row1 = np.clip(y0.astype(np.int64) + 2, 0, height + 1)
-    top = padded[row0, col0] * (1 - fx) + padded[row0, col1] * fx
-    bottom = padded[row1, col0] * (1 - fx) + padded[row1, col1] * fx
-    value = top * (1 - fy) + bottom * fy
-    return np.clip(np.floor(value + 0.5), 0, 255).astype(np.uint8)
+    fx = (src_x - x0).astype(np.float32).reshape(-1, 1)
+    fy = (src_y - y0).astype(np.float32).reshape(-1, 1)
+    # The image inside a frame of fill (1 pixel before, 2 after), so every neighbour index is in range.
+    stride = width + 3
+    padded = np.empty((height + 3, stride, channels), dtype=np.float32)
+    padded[...] = fill
+    padded[1 : height + 1, 1 : width + 1] = array
+    flat = padded.reshape(-1, channels)
+    top_left = ((y0.astype(np.int64) + 1) * stride + x0.astype(np.int64) + 1).ravel()
+    top = flat[top_left] + (flat[top_left + 1] - flat[top_left]) * fx
+    bottom = flat[top_left + stride] + (flat[top_left + stride + 1] - flat[top_left + stride]) * fx
+    value = top + (bottom - top) * fy
+    return np.clip(np.floor(value + 0.5), 0, 255).astype(np.uint8).reshape(height, width, channels)
 
 
 def shear_matrix(axis: int, factor: float) -> np.ndarray:
@@ -138,7 +139,7 @@ def sharpness(array: np.ndarray, factor: float, reference_wraparound: bool) -> n
     if factor == 1.0:
         return array.copy()
     height, width = array.shape[:2]
-    pixels = array.astype(np.int64)
+    pixels = array.astype(np.int32)
     weighted = 4 * pixels[1:-1, 1:-1]
     for dy in range(3):
         for dx in range(3):
