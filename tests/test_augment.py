@@ -117,6 +117,24 @@ def reference_sharpness(img: np.ndarray, factor: float, clip: bool = False) -> n
     return (np.trunc(out).astype(np.int64) % 256).astype(np.uint8)
 
 
+def reference_equalize(img: np.ndarray) -> np.ndarray:
+    """The reference's equalize_func: PIL's equalize written over a 256-bin histogram."""
+    channels = []
+    for ch in np.moveaxis(img, -1, 0):
+        hist = np.bincount(ch.ravel(), minlength=256).astype(np.float32)
+        step = np.sum(hist[hist != 0][:-1]) // 255
+        if step == 0:
+            channels.append(ch)
+            continue
+        shifted = np.concatenate([[step // 2], hist[:-1]])
+        channels.append((np.cumsum(shifted) // step).clip(0, 255).astype(np.uint8)[ch])
+    return np.stack(channels, axis=-1)
+
+
+def reference_brightness(img: np.ndarray, factor: float) -> np.ndarray:
+    return (np.arange(256, dtype=np.float32) * factor).clip(0, 255).astype(np.uint8)[img]
+
+
 def _apply(name: str, img: np.ndarray) -> np.ndarray:
     return np.asarray(OPERATIONS[name](Image.fromarray(img), LEVEL))
 
@@ -177,6 +195,15 @@ def test_shear_moves_the_far_edge_by_factor_times_size(rsicd) -> None:
     out = warp_affine(img, shear_matrix(0, 0.25))  # bottom row (y = 223) shifts right by 55.75 px
     assert (out[223, :55] == 128).all() and not (out[223, 56:] == 128).all()
     assert np.abs(out[223, 60:].astype(int) - (0.75 * img[223, 4:168] + 0.25 * img[223, 5:169])).max() <= 1
+
+
+def test_photometric_operations_match_the_reference(rsicd) -> None:
+    factor = LEVEL / 10 * 1.8 + 0.1
+    for name in ("port_46.jpg", *INSIDE, MIXED):
+        img = rsicd(name)
+        assert np.array_equal(_apply("Equalize", img), reference_equalize(img)), name
+        assert np.array_equal(_apply("Brightness", img), reference_brightness(img, factor)), name
+        assert np.array_equal(_apply("Identity", img), img)
 
 
 def test_autocontrast_reproduces_the_reference_wraparound(rsicd) -> None:
