@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from service.errors import ServiceError, error_responses
 from service.imaging import decode_image
+from service.json_body import JsonRoute
+from service.previews import preview_data_url
 from service.schemas import (
     ImageSearchResponse,
     ImageTimings,
@@ -23,9 +25,10 @@ from service.schemas import (
 from service.state import ServiceState, get_state
 from service.uploads import check_declared_length, read_form
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
+GET_PARAMS = ("q", "k", "rerank")
 
 IMAGE_FORM_SCHEMA = {
     "type": "object",
@@ -62,6 +65,20 @@ def require_utf8_query_string(request: Request) -> None:
         raise ServiceError(422, "invalid_encoding", "the query string is not valid UTF-8") from None
 
 
+def reject_unknown_params(request: Request) -> None:
+    """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
+    the client would believe its results were filtered."""
+    unknown = sorted({name for name in request.query_params if name not in GET_PARAMS})
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ServiceError(
+            422,
+            "unknown_parameter",
+            f"unknown query parameter(s) {names}; GET /v1/search/text takes {', '.join(GET_PARAMS)} "
+            "(send filters with POST /v1/search/text)",
+        )
+
+
 @router.post(
     "/text",
     response_model=TextSearchResponse,
@@ -78,7 +95,7 @@ async def search_text(body: TextSearchRequest, state: State) -> TextSearchRespon
     response_model=TextSearchResponse,
     responses=error_responses(422, 503),
     summary="Search images by text (for links and curl)",
-    dependencies=[Depends(require_utf8_query_string)],
+    dependencies=[Depends(require_utf8_query_string), Depends(reject_unknown_params)],
 )
 async def search_text_get(
     state: State,
@@ -131,6 +148,7 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
     image = await asyncio.to_thread(decode_image, bytes(upload.data), settings.max_image_pixels)
     decode_ms = (time.perf_counter() - started) * 1000.0
     outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms)
+    preview = await asyncio.to_thread(preview_data_url, image)
     return ImageSearchResponse(
         width=image.width,
         height=image.height,
@@ -139,4 +157,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         images=outcome.images,
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
+        preview=preview,
     )
