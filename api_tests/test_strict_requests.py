@@ -153,3 +153,34 @@ def test_favicon_is_an_icon(client: httpx.Client) -> None:
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response.headers["content-type"] == "image/x-icon"
     assert response.content[:4] == b"\x00\x00\x01\x00"
+
+
+@pytest.mark.parametrize("k", ["+5", "05", "5_0", "5.0", "%205", "\u0665"])
+def test_get_k_only_in_plain_decimal(client: httpx.Client, k: str) -> None:
+    response = client.get(f"/v1/search/text?q=river&k={k}")
+    assert response.status_code == 422, response.text
+    assert "plain decimal digits" in response.json()["message"]
+
+
+@pytest.mark.parametrize("value", ["+3", "03", "1_0", "3.0", "\u0663"])
+def test_form_numbers_only_in_plain_decimal(client: httpx.Client, indexed_image: tuple[int, Path], value: str) -> None:
+    data = indexed_image[1].read_bytes()
+    response = client.post(
+        "/v1/search/image", files={"file": ("x.jpg", data, "image/jpeg")}, data={"k_images": value}
+    )
+    assert response.status_code == 422, response.text
+    assert "k_images" in response.json()["message"]
+
+
+def test_upload_response_has_a_small_jpeg_preview(client: httpx.Client, indexed_image: tuple[int, Path]) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    data = indexed_image[1].read_bytes()
+    body = client.post("/v1/search/image", files={"file": ("x.jpg", data, "image/jpeg")}, data={"k_images": "0"}).json()
+    prefix = "data:image/jpeg;base64,"
+    assert body["preview"].startswith(prefix)
+    preview = Image.open(io.BytesIO(base64.b64decode(body["preview"][len(prefix) :])))
+    assert preview.format == "JPEG" and max(preview.size) <= 256 and preview.size[0] > 0

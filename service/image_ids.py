@@ -7,17 +7,16 @@ loose parser invites surprises such as Unicode digits). Anything else is a 422 t
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi import Path as PathParam
 
 from index.layout import ID_MASK
+from service.decimal_ints import is_canonical
 from service.errors import ServiceError
 
 ID_PATTERN = "^(0|[1-9][0-9]{0,18})$"
-_CANONICAL = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
 def parse_image_id(
@@ -30,7 +29,7 @@ def parse_image_id(
     ],
 ) -> int:
     """FastAPI dependency: the id as an integer, or a 422 naming the accepted form."""
-    if not _CANONICAL.fullmatch(image_id):
+    if not is_canonical(image_id) or len(image_id) > 19:
         raise ServiceError(
             422,
             "invalid_image_id",

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
 from service.imaging import decode_image
 from service.json_body import JsonRoute
@@ -65,6 +66,13 @@ def require_utf8_query_string(request: Request) -> None:
         raise ServiceError(422, "invalid_encoding", "the query string is not valid UTF-8") from None
 
 
+def require_canonical_k(request: Request) -> None:
+    """`k=+5`, `k=05`, `k=5_0` or `k=5.0` would all parse leniently; only `k=5` is accepted."""
+    raw = request.query_params.get("k")
+    if raw is not None:
+        canonical_int(raw, "k", 1, 100)
+
+
 def reject_unknown_params(request: Request) -> None:
     """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
     the client would believe its results were filtered."""
@@ -95,7 +103,9 @@ async def search_text(body: TextSearchRequest, state: State) -> TextSearchRespon
     response_model=TextSearchResponse,
     responses=error_responses(422, 503),
     summary="Search images by text (for links and curl)",
-    dependencies=[Depends(require_utf8_query_string), Depends(reject_unknown_params)],
+    dependencies=[
+        Depends(require_utf8_query_string), Depends(reject_unknown_params), Depends(require_canonical_k)
+    ],
 )
 async def search_text_get(
     state: State,
@@ -110,13 +120,7 @@ def _form_int(fields: dict[str, str], name: str, default: int, low: int, high: i
     raw = fields.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ServiceError(422, "invalid_request", f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise ServiceError(422, "invalid_request", f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return canonical_int(raw.strip(), name, low, high)
 
 
 @router.post(
