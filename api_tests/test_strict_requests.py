@@ -97,6 +97,19 @@ def test_get_refuses_unknown_parameters_by_name(client: httpx.Client, extra: str
     assert repr(extra.split("=")[0]) in response.json()["message"]
 
 
+@pytest.mark.parametrize("query_string", ["q=river&q=lake", "q=river&k=3&k=50"])
+def test_get_refuses_repeated_parameters(client: httpx.Client, query_string: str) -> None:
+    response = client.get(f"/v1/search/text?{query_string}")
+    assert response.status_code == 422, response.text
+    assert "more than once" in response.json()["message"]
+
+
+@pytest.mark.parametrize("q", ["%01river", "river%7F", "%E2%80%8B%E2%80%8B"], ids=["soh", "del", "zero-width"])
+def test_get_query_text_is_cleaned_like_post(client: httpx.Client, q: str) -> None:
+    response = client.get(f"/v1/search/text?q={q}")
+    assert response.status_code == 422, response.text
+
+
 @pytest.mark.parametrize(
     "spelling", ["+{id}", "%20%20{id}", "{id}%20", "0{id}", "{id}.0", "{id}_0", "-0", "00", "\u0661\u0662", "1e3"]
 )

@@ -76,7 +76,11 @@ def require_canonical_k(request: Request) -> None:
 def reject_unknown_params(request: Request) -> None:
     """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
     the client would believe its results were filtered."""
-    unknown = sorted({name for name in request.query_params if name not in GET_PARAMS})
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
+    unknown = sorted({name for name in names if name not in GET_PARAMS})
     if unknown:
         names = ", ".join(repr(name[:40]) for name in unknown[:5])
         raise ServiceError(
