@@ -58,7 +58,7 @@ def _post(client: httpx.Client, query: str) -> int:
     return client.post("/v1/search/text", content=body, headers={"Content-Type": "application/json"}).status_code
 
 
-@settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     ordinary=st.lists(_ordinary(), min_size=2, max_size=6),
     salted=st.lists(_salted(), min_size=1, max_size=3),
