@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
 
@@ -15,11 +15,11 @@ class SearchFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bbox: tuple[float, float, float, float] | None = Field(
+    bbox: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] | None = Field(
         None, description="min_x, min_y, max_x, max_y in the images' CRS; keeps images whose bounds intersect it"
     )
-    min_mtime: float | None = Field(None, description="keep images modified at or after this Unix time")
-    max_mtime: float | None = Field(None, description="keep images modified at or before this Unix time")
+    min_mtime: float | None = Field(None, strict=True, description="keep images modified at or after this Unix time")
+    max_mtime: float | None = Field(None, strict=True, description="keep images modified at or before this Unix time")
 
     @field_validator("bbox")
     @classmethod
@@ -50,7 +50,7 @@ class TextSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(..., description="free-text description of the scene (at most 1,000 characters by default)")
-    k: int = Field(10, ge=1, le=100, description="number of images to return")
+    k: int = Field(10, ge=1, le=100, strict=True, description="number of images to return (a JSON integer)")
     rerank: RerankMethod | None = Field(None, description="re-ranking method; the server default when omitted")
     filters: SearchFilters | None = None
 
@@ -107,6 +107,9 @@ class ImageSearchResponse(BaseModel):
     images: list[ImageHit]
     index_version: int
     timings_ms: ImageTimings
+    preview: str | None = Field(
+        None, description="data: URL of a JPEG (at most 256 px) of the decoded upload: what the model saw"
+    )
 
 
 class IndexInfo(BaseModel):

@@ -25,6 +25,7 @@ from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
+from service.query_text import clean_query
 from service.ranking import rerank
 from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
 from service.settings import ServiceSettings
@@ -142,19 +143,12 @@ class Searcher:
             await batcher.stop()
 
     def normalize(self, query: str) -> str:
-        if len(query) > self.settings.max_query_chars:
-            raise ServiceError(
-                422,
-                "query_too_long",
-                f"query has {len(query)} characters; the limit is {self.settings.max_query_chars}",
-            )
-        if "\x00" in query:
-            raise ServiceError(422, "invalid_query", "query contains a NUL character")
+        """The caption the model sees: the cleaned query (`clean_query`), normalised as training captions are."""
         try:
-            return normalize_caption(query)
+            return normalize_caption(clean_query(query, self.settings.max_query_chars))
         except ValueError:
             raise ServiceError(
-                422, "empty_query", "query is empty once whitespace and punctuation are removed"
+                422, "empty_query", "query is empty once whitespace, invisible characters and punctuation are removed"
             ) from None
 
     async def embed(self, caption: str) -> tuple[list[str], np.ndarray, float, float]:

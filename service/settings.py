@@ -63,6 +63,12 @@ class ServiceSettings(BaseSettings):
     )
     reciprocal_alpha: float = Field(DEFAULT_RECIPROCAL_ALPHA, ge=0, description="alpha of the reciprocal re-weighting")
     reload_poll_s: float = Field(5.0, gt=0, description="how often CURRENT is checked for a new index version")
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest accepted JSON request body; larger ones get 413 while streaming"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the service's own log lines (index swaps, refusals, errors)"
+    )
 
     @field_validator("admin_token")
     @classmethod

@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from index.layout import ID_MASK
 from index.store import IndexVersion
 from service.errors import ServiceError, error_responses
+from service.image_ids import ImageId
 from service.imaging import make_thumbnail
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 State = Annotated[ServiceState, Depends(get_state)]
-ImageId = Annotated[int, PathParam(ge=0, le=ID_MASK, description="image id from a search result")]
 IMMUTABLE = "public, max-age=86400, immutable"  # ids are content hashes: the bytes behind an id never change
 
 

@@ -9,8 +9,11 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
 from service.imaging import decode_image
+from service.json_body import JsonRoute
+from service.previews import preview_data_url
 from service.schemas import (
     ImageSearchResponse,
     ImageTimings,
@@ -23,9 +26,10 @@ from service.schemas import (
 from service.state import ServiceState, get_state
 from service.uploads import check_declared_length, read_form
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
+GET_PARAMS = ("q", "k", "rerank")
 
 IMAGE_FORM_SCHEMA = {
     "type": "object",
@@ -62,6 +66,31 @@ def require_utf8_query_string(request: Request) -> None:
         raise ServiceError(422, "invalid_encoding", "the query string is not valid UTF-8") from None
 
 
+def require_canonical_k(request: Request) -> None:
+    """`k=+5`, `k=05`, `k=5_0` or `k=5.0` would all parse leniently; only `k=5` is accepted."""
+    raw = request.query_params.get("k")
+    if raw is not None:
+        canonical_int(raw, "k", 1, 100)
+
+
+def reject_unknown_params(request: Request) -> None:
+    """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
+    the client would believe its results were filtered."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
+    unknown = sorted({name for name in names if name not in GET_PARAMS})
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ServiceError(
+            422,
+            "unknown_parameter",
+            f"unknown query parameter(s) {names}; GET /v1/search/text takes {', '.join(GET_PARAMS)} "
+            "(send filters with POST /v1/search/text)",
+        )
+
+
 @router.post(
     "/text",
     response_model=TextSearchResponse,
@@ -78,7 +107,9 @@ async def search_text(body: TextSearchRequest, state: State) -> TextSearchRespon
     response_model=TextSearchResponse,
     responses=error_responses(422, 503),
     summary="Search images by text (for links and curl)",
-    dependencies=[Depends(require_utf8_query_string)],
+    dependencies=[
+        Depends(require_utf8_query_string), Depends(reject_unknown_params), Depends(require_canonical_k)
+    ],
 )
 async def search_text_get(
     state: State,
@@ -93,13 +124,7 @@ def _form_int(fields: dict[str, str], name: str, default: int, low: int, high: i
     raw = fields.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ServiceError(422, "invalid_request", f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise ServiceError(422, "invalid_request", f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return canonical_int(raw.strip(), name, low, high)
 
 
 @router.post(
@@ -131,6 +156,7 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
     image = await asyncio.to_thread(decode_image, bytes(upload.data), settings.max_image_pixels)
     decode_ms = (time.perf_counter() - started) * 1000.0
     outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms)
+    preview = await asyncio.to_thread(preview_data_url, image)
     return ImageSearchResponse(
         width=image.width,
         height=image.height,
@@ -139,4 +165,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         images=outcome.images,
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
+        preview=preview,
     )
