@@ -83,3 +83,19 @@ def test_serve_refuses_a_model_setting_that_contradicts_the_store(tmp_path: Path
     assert result.returncode == 2
     assert "built with another model" in result.stderr and "preset 'rsicd'" in result.stderr
     assert "'rsitmd'" in result.stderr
+
+
+def test_unreachable_hub_gives_the_message_at_once_without_retries(tmp_path: Path) -> None:
+    """Network down (the hub endpoint is a closed local port) and no offline flag: the first command must
+    not retry the download for a minute; it prints the way out straight away."""
+    closed = free_port()  # nothing listens there once the probe socket is closed
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed}", HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "posapl.cli", "serve", "--images", str(tmp_path), "--root", str(tmp_path / "index")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"127.0.0.1:{closed} is unreachable" in result.stderr
+    assert "--pretrained /path/to/" in result.stderr and "--pretrained random" in result.stderr
+    assert "retry" not in (result.stdout + result.stderr).lower()
