@@ -107,6 +107,9 @@ class ImageSearchResponse(BaseModel):
     images: list[ImageHit]
     index_version: int
     timings_ms: ImageTimings
+    captions_note: str | None = Field(
+        None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
+    )
 
 
 class IndexInfo(BaseModel):

@@ -24,6 +24,10 @@ from service.state import ServiceState, get_state
 from service.uploads import check_declared_length, read_form
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
+NO_CAPTION_BANK = (
+    "this index has no caption bank, so there are no captions to match; add caption files "
+    "(annotation JSON or one caption a line) with `posapl index update --add-captions FILE`"
+)
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
 
@@ -139,4 +143,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         images=outcome.images,
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
+        captions_note=None if outcome.captions else NO_CAPTION_BANK,
     )
