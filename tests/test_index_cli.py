@@ -57,7 +57,7 @@ def test_update_adds_a_new_image_folder_and_keeps_it(
     argv = ["index", "update", "--root", str(store), "--no-progress", "--num-workers", "0", "--device", "cpu"]
     assert posapl_main([*argv, "--add-images", "new-imagery"]) == 0
     config = StoreConfig.load(store)
-    assert config.sources == [tmp_path / "archive", new.resolve()]
+    assert config.sources == [(tmp_path / "archive").resolve(), new.resolve()]  # recorded resolved
     with open_version(store) as version:
         assert version.manifest.counts["images"] == 5
         assert sorted(version.image_path(i).name for i in version.image_ids())[-2:] == sorted(rsicd_names(2, 40))
@@ -65,3 +65,21 @@ def test_update_adds_a_new_image_folder_and_keeps_it(
     assert posapl_main(argv) == 0  # the plain nightly update now scans the added folder too
     with open_version(store) as version:
         assert version.manifest.counts["images"] == 6
+
+
+def test_serve_checks_the_model_against_the_store_before_starting(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.cli import fingerprint_mismatch, model_from_store
+
+    for name in ("POSAPL_PRETRAINED", "POSAPL_ARCH", "POSAPL_PRESET", "POSAPL_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    config = StoreConfig.load(store)
+    settings, refusal = model_from_store(ServiceSettings(index_root=store))
+    assert refusal is None
+    assert (settings.pretrained, settings.arch, settings.preset) == (config.pretrained, config.arch, config.preset)
+    _, refusal = model_from_store(ServiceSettings(index_root=store, pretrained="laion2b_s34b_b79k"))
+    assert "pretrained 'laion2b_s34b_b79k' (the store was built with 'random')" in refusal
+    with open_version(store) as version:
+        fingerprint = version.manifest.fingerprint
+    assert fingerprint_mismatch(store, fingerprint) is None
+    message = fingerprint_mismatch(store, "f" * 64)
+    assert f"embedded by model {fingerprint[:12]}" in message and "ffffffffffff" in message
