@@ -64,7 +64,13 @@ def test_update_adds_a_new_image_folder_and_keeps_it(
     copy_images(rsicd_names(1, start=60), new)
     assert posapl_main(argv) == 0  # the plain nightly update now scans the added folder too
     with open_version(store) as version:
-        assert version.manifest.counts["images"] == 6
+        assert version.manifest.counts["images"] == 6 and version.manifest.counts["captions"] == 0
+    bank = tmp_path / "bank.txt"
+    bank.write_text("many planes are parked at the airport .\ndense forest .\n")
+    assert posapl_main([*argv, "--add-captions", str(bank)]) == 0
+    assert StoreConfig.load(store).captions == [bank.resolve()]
+    with open_version(store) as version:
+        assert [c.text for c in version.all_captions()] == bank.read_text().splitlines()
 
 
 def test_serve_checks_the_model_against_the_store_before_starting(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
