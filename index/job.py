@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from index.captions import corpus_digest, load_corpus
+from index.captions import corpus_digest, embed_bank, load_corpus
 from index.embed import WorkLog, WorkState, embed_files
 from index.layout import LAST_RUN, WORK, content_id
 from index.profiles import compute_profiles
+from index.progress import stage
 from index.publish import VersionContent, publish, remove_staging, store_lock
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
 from index.vectors import IndexSpec, build_index, stored_vectors
 from posapl.checkpoint import load_model
-from posapl.encode import embed_captions
 from posapl.model import POSAPL
 from posapl.pos import PosTagger
 
@@ -116,7 +116,7 @@ def _new_record(scanned: ScannedFile, facts) -> ImageRecord:
 
 
 def _captions(
-    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int
+    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int, progress: bool
 ) -> tuple[list[tuple[str, str]], np.ndarray, bool]:
     """(text, source) per caption id, their vectors, and whether the live bank was reused unchanged."""
     if live is not None and live.manifest.raw.get("caption_digest") == digest:
@@ -127,7 +127,7 @@ def _captions(
     corpus = load_corpus(config.captions)
     if not corpus:
         return [], np.zeros((0, model.embed_dim), np.float32), False
-    vectors = embed_captions(model, PosTagger(), [text for text, _ in corpus], batch_size=batch_size)
+    vectors = embed_bank(model, PosTagger(), [text for text, _ in corpus], batch_size, progress)
     return corpus, vectors, False
 
 
@@ -197,15 +197,17 @@ def _content(
     spec: IndexSpec,
     extra_manifest: dict[str, Any],
     known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
+    progress: bool = False,
 ) -> VersionContent:
     caption_texts, caption_vectors = captions
     image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
     image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    image_index, index_info = build_index(image_vectors, image_ids, spec)
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
+    with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):
+        image_index, index_info = build_index(image_vectors, image_ids, spec)
+        caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
     profiles, profile_info = compute_profiles(
-        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles
+        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles, progress
     )
     size = model.image_size
     return VersionContent(
@@ -265,7 +267,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         cache: HashCache = {(r.source, r.path): (r.bytes, r.mtime, r.sha256) for r in live_records.values()}
         if live is not None and [str(s) for s in config.sources] != live.manifest.sources:
             cache = {}  # source numbering changed; hashes are recomputed rather than mis-attributed
-        files, unreadable = scan_sources(config.sources, cache, settings.hash_threads)
+        files, unreadable = scan_sources(config.sources, cache, settings.hash_threads, settings.progress)
         chosen: dict[str, ScannedFile] = {}
         for scanned in files:
             chosen.setdefault(scanned.sha256, scanned)
@@ -287,7 +289,9 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         plan.skipped = sorted(plan.skipped + unreadable)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
-        caption_texts, caption_vectors, captions_reused = _captions(model, config, live, digest, settings.batch_size)
+        caption_texts, caption_vectors, captions_reused = _captions(
+            model, config, live, digest, settings.batch_size, settings.progress
+        )
         spec = IndexSpec(kind=config.index_kind, nlist=config.nlist, nprobe=config.nprobe)
         counts = {
             "files": len(files),
@@ -320,8 +324,10 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
                 spec,
                 {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}},
                 _reusable_image_profiles(live, captions_reused, config.profile_points),
+                settings.progress,
             )
-            number, status = publish(root, content, config.keep_versions, pause), "published"
+            with stage("writing, verifying and publishing the version", settings.progress):
+                number, status = publish(root, content, config.keep_versions, pause), "published"
         log.clear()
         report = RunReport(
             status,

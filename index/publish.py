@@ -6,7 +6,8 @@ Order of operations, so that a crash at any instant leaves CURRENT naming a comp
 3. rename it to ROOT/versions/<n> and fsync versions/ (a crash here leaves an unpublished complete version,
    which the next run simply numbers past);
 4. write CURRENT.tmp, fsync, os.replace onto CURRENT, fsync ROOT;
-5. delete versions beyond the newest `keep` (never the live one) and stale staging folders.
+5. delete old versions: never CURRENT, never the newest intact version before it (what a server that
+   refused a corrupt CURRENT still serves), never the `keep` newest intact ones (see `retained`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
-from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
+from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, read_manifest, verify_files
 
 
 class StoreBusyError(RuntimeError):
@@ -171,14 +172,61 @@ def remove_staging(root: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def prune(root: Path, keep: int) -> list[int]:
-    store = IndexStore(root)
+def _intact(store: IndexStore, number: int) -> bool:
+    """Manifest readable and every file matching its recorded size and sha256 (the reader's own checks)."""
+    path = store.version_path(number)
+    try:
+        manifest = read_manifest(path / MANIFEST)
+        if manifest.version != number:
+            return False
+        verify_files(path, manifest)
+    except (IndexIntegrityError, OSError):
+        return False
+    return True
+
+
+def retained(store: IndexStore, keep: int, known_intact: frozenset[int] = frozenset()) -> set[int]:
+    """The versions retention must keep.
+
+    - CURRENT, whatever its state (it is what readers are told to open);
+    - the newest intact version older than CURRENT: a server that refused a corrupt CURRENT keeps serving
+      the version it had, which is at best this one;
+    - the `keep` newest intact versions. Corrupt versions never count toward `keep`; one newer than the
+      oldest version kept above stays on disk for inspection, anything older is removed.
+
+    Versions are checked newest first and only until these are found, so a store with many old versions
+    is not re-hashed in full on every publish. `known_intact` are versions verified already (the one just
+    published).
+    """
     live = store.current_version()
-    removed = []
-    for number in store.versions()[:-keep] if keep > 0 else []:
-        if number != live:
-            shutil.rmtree(store.version_path(number))
-            removed.append(number)
+    numbers = sorted(store.versions(), reverse=True)
+    kept = {live} if live is not None and live in numbers else set()
+    intact = 0
+    previous_found = live is None
+    for number in numbers:
+        if intact >= keep and previous_found:
+            break
+        if not (number in known_intact or _intact(store, number)):
+            continue
+        if intact < keep:
+            intact += 1
+            kept.add(number)
+        if not previous_found and number < live:
+            kept.add(number)
+            previous_found = True
+    if not kept:
+        return set(numbers)  # nothing verifiable to fall back on: delete nothing
+    oldest = min(kept)
+    return kept | {n for n in numbers if n > oldest}
+
+
+def prune(root: Path, keep: int, known_intact: frozenset[int] = frozenset()) -> list[int]:
+    """Delete the versions `retained` does not keep; returns their numbers."""
+    store = IndexStore(root)
+    keep_set = retained(store, keep, known_intact)
+    removed = [n for n in store.versions() if n not in keep_set]
+    for number in removed:
+        shutil.rmtree(store.version_path(number))
     if removed:
         fsync_dir(root / VERSIONS)
     return removed
@@ -206,7 +254,7 @@ def publish(root: Path, content: VersionContent, keep: int, pause: Callable[[str
     pause("renamed")
     write_current(root, number)
     pause("published")
-    prune(root, keep)
+    prune(root, keep, frozenset({number}))
     return number
 
 

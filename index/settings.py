@@ -19,6 +19,8 @@ from index.layout import CONFIG
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from posapl.rerank import DEFAULT_PROFILE_POINTS
 
+DEFAULT_INDEX_ROOT = Path("data/index")
+
 
 class StoreFields(BaseModel):
     """What defines a store besides its inputs: the model, the index and what a version keeps. Declared once;
@@ -79,9 +81,14 @@ class StoreConfig(StoreFields):
 
 
 class IndexSettings(StoreFields, BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POSAPL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="POSAPL_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    root: Path | None = Field(None, description="index store root (holds CURRENT, versions/, config.json)")
+    root: Path = Field(
+        DEFAULT_INDEX_ROOT,
+        validation_alias="posapl_index_root",
+        description="index store root (holds CURRENT, versions/, config.json); POSAPL_INDEX_ROOT, the variable "
+        "the service reads, with the same default",
+    )
     images: list[Path] | None = Field(None, description="build: image folders")
     captions: list[Path] | None = Field(None, description="build: caption files")
 
@@ -100,8 +107,16 @@ class IndexSettings(StoreFields, BaseSettings):
         if not self.images:
             raise ValueError("build needs at least one image folder (--images)")
         return StoreConfig(
-            **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint"}),
+            **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint", "arch", "pretrained"}),
             sources=[p.resolve() for p in self.images],
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
+            arch=_absolute_if_file(self.arch),
+            pretrained=_absolute_if_file(self.pretrained),
         )
+
+
+def _absolute_if_file(value: str) -> str:
+    """A model config or weights file is recorded by absolute path, so the nightly update and the server
+    find it whatever their working directory; names (an open_clip tag, `random`) stay as they are."""
+    return str(Path(value).resolve()) if Path(value).is_file() else value

@@ -110,6 +110,9 @@ class ImageSearchResponse(BaseModel):
     preview: str | None = Field(
         None, description="data: URL of a JPEG (at most 256 px) of the decoded upload: what the model saw"
     )
+    captions_note: str | None = Field(
+        None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
+    )
 
 
 class IndexInfo(BaseModel):

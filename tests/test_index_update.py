@@ -16,7 +16,7 @@ from index import profiles as index_profiles
 from index.job import run_update
 from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
 from index.profiles import compute_profiles
-from index.publish import StoreBusyError, rollback, store_lock
+from index.publish import StoreBusyError, prune, rollback, store_lock
 from index.settings import StoreConfig
 from index.store import IndexIntegrityError, IndexStore, open_version
 from posapl.cli import main as posapl_main
@@ -301,3 +301,54 @@ def test_index_vectors_match_the_shared_eval_transform(tiny_model, data_dir: Pat
     reference = torch.stack([transform(decode_image(p, 10**7).image) for p in paths])
     assert torch.allclose(ours, reference, atol=1e-5)
     assert np.allclose(encode_images(tiny_model, ours), encode_images(tiny_model, reference), atol=1e-5)
+
+
+def _clone_version(root: Path, source: int, number: int, corrupt: bool = False) -> None:
+    """A copy of version `source` published under `number` (its manifest renumbered); `corrupt` flips a byte
+    of its image index so it fails its sha256 check."""
+    target = root / "versions" / str(number)
+    shutil.copytree(root / "versions" / str(source), target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest["version"] = number
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    if corrupt:
+        data = bytearray((target / IMAGES_INDEX).read_bytes())
+        data[-5] ^= 0xFF
+        (target / IMAGES_INDEX).write_bytes(bytes(data))
+
+
+def test_retention_keeps_the_intact_version_a_server_serves_when_current_is_corrupt(
+    small_store, tiny_arch_path: Path
+) -> None:
+    """The outside probe: CURRENT named a corrupt v8 (refused by the server, which kept serving v7), a later
+    broken v9 lay beside it, and the next update's retention kept the corrupt versions and deleted v7."""
+    root, images = small_store
+    for number in range(2, 8):
+        _clone_version(root, 1, number)
+    _clone_version(root, 1, 8, corrupt=True)
+    _clone_version(root, 1, 9, corrupt=True)
+    (root / CURRENT).write_text("8\n")
+    with pytest.raises(IndexIntegrityError):
+        open_version(root)
+    copy_images(rsicd_names(1, start=300), images)
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and report.version == 10
+    store = IndexStore(root)
+    # the three newest intact versions (10, 7, 6) are kept; corrupt 8 and 9 do not count toward them
+    assert store.versions() == [6, 7, 8, 9, 10] and store.current_version() == 10
+    with open_version(root, 7) as served:
+        assert served.manifest.counts["images"] == 6
+
+
+def test_retention_always_keeps_the_last_intact_version_before_current(small_store, tiny_arch_path: Path) -> None:
+    root, _ = small_store
+    for number in (2, 3):
+        _clone_version(root, 1, number)
+    _clone_version(root, 1, 4, corrupt=True)
+    (root / CURRENT).write_text("4\n")
+    assert prune(root, 1) == [1, 2]  # keep=1 counts intact v3, which is also the one before CURRENT
+    assert IndexStore(root).versions() == [3, 4]
+    (root / CURRENT).unlink()
+    _clone_version(root, 3, 5, corrupt=True)
+    shutil.rmtree(root / "versions" / "3")
+    assert prune(root, 1) == []  # nothing intact and nothing live: delete nothing

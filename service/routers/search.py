@@ -27,6 +27,10 @@ from service.state import ServiceState, get_state
 from service.uploads import check_declared_length, read_form
 
 router = APIRouter(prefix="/v1/search", tags=["search"], route_class=JsonRoute)
+NO_CAPTION_BANK = (
+    "this index has no caption bank, so there are no captions to match; add caption files "
+    "(annotation JSON or one caption a line) with `posapl index update --add-captions FILE`"
+)
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
 GET_PARAMS = ("q", "k", "rerank")
@@ -166,4 +170,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
         preview=preview,
+        captions_note=None if outcome.captions else NO_CAPTION_BANK,
     )

@@ -163,6 +163,7 @@ async function searchImage(file) {
           el("span", { class: "bar" }, Object.assign(el("span"), { style: `width:${Math.max(0, c.score / best) * 100}%` })),
           `${scoreLabel(data.rerank).short} ${c.score.toFixed(3)} · ${c.source}`))),
   );
+  if (data.captions_note) $("captions").replaceChildren(el("li", { class: "caption-note", text: data.captions_note }));
   $("upload-result").hidden = false;
   $("similar-title").hidden = data.images.length === 0;
   renderGrid($("similar"), data.images, "none");
