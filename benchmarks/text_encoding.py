@@ -1,8 +1,9 @@
-"""Query-time text encoding: each batch truncated to its longest real sequence vs plain 77-token encoding.
+"""Query-time text encoding: each batch truncated to its longest real sequence vs plain 77-token encoding;
+and the encoder runtimes (PyTorch eager, ONNX Runtime float32 and dynamic int8) on the same truncated batches.
 
 CLIP's text tower is causal and pools at the end-of-text token, so the padding after it cannot change the
 embedding; cutting it off must give the same vectors (max abs diff reported) for a fraction of the cost.
-The two modes run alternately, batch by batch, so load drift on a shared machine hits both equally.
+The modes (and the runtimes) run alternately, batch by batch, so load drift on a shared machine hits all alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--queries", type=int, default=64, help="distinct real captions encoded per round")
     parser.add_argument("--repeat", type=int, default=2, help="timed rounds after one warm-up round")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx", "onnx-int8"],
+                        choices=["torch", "onnx", "onnx-int8"], help="encoder runtimes compared (first = baseline)")
+    parser.add_argument("--onnx-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+
+
+def _encoders(model, runtimes: list[str], threads: int | None) -> dict:
+    from posapl.runtime import TorchEncoder, load_encoder
+
+    encoders = {}
+    for runtime in runtimes:
+        if runtime == "torch":
+            encoders[runtime] = TorchEncoder(model)
+            continue
+        choice = load_encoder(model, "onnx", threads=threads, precision="int8" if runtime == "onnx-int8" else "fp32")
+        if choice.reason:
+            raise RuntimeError(f"{runtime} did not load: {choice.reason}")
+        encoders[runtime] = choice.encoder
+    return encoders
+
+
+def _runtime_rounds(encoders: dict, captions, pos, batch_size: int, repeat: int) -> dict[str, list[float]]:
+    """Per-batch seconds of each runtime, interleaved batch by batch; the first round is warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in encoders}
+    for round_no in range(repeat + 1):
+        for start in range(0, len(captions), batch_size):
+            chunk, chunk_pos = captions[start : start + batch_size], pos[start : start + batch_size]
+            for name, encoder in encoders.items():
+                began = time.perf_counter()
+                encoder.encode_texts(chunk, chunk_pos, batch_size=batch_size)
+                if round_no:
+                    samples[name].append(time.perf_counter() - began)
+    return samples
 
 
 def _timed_rounds(model, captions, pos, batch_size: int, repeat: int) -> dict[bool, list[float]]:
