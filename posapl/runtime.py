@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ import torch
 from posapl import encode
 from posapl.model import POSAPL
 from posapl.onnx_export import Precision, cached_tower, default_cache_dir
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class TorchEncoder:
         return encode.encode_images(self.model, images, batch_size=batch_size)
 
 
-def session_options(threads: int | None):
+def session_options(threads: int | None) -> ort.SessionOptions:
     """One intra-op pool of `threads` (None: ONNX Runtime's default, one per core) whose idle threads sleep
     instead of spinning: FAISS searches run in another thread of the same process at the same time, and
     spinning workers would take the cores it needs."""

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from posapl.model import POSAPL
+from posapl.onnx_export import Precision
 from posapl.pos import PosTagger
 from posapl.preprocess import eval_transform
 from posapl.runtime import EncoderChoice, RuntimeName, TorchEncoder, load_encoder
@@ -60,7 +61,7 @@ class QueryEncoder:
             self.pending = PREPARING
 
     def prepare_runtime(
-        self, runtime: RuntimeName, cache_dir: Path | None, threads: int | None, precision: str
+        self, runtime: RuntimeName, cache_dir: Path | None, threads: int | None, precision: Precision
     ) -> EncoderChoice:
         """Export or load the configured backend (slow: runs in a worker thread) and switch to it.
 
@@ -69,7 +70,7 @@ class QueryEncoder:
         """
         self.announce(runtime)
         try:
-            choice = load_encoder(self.model, runtime, cache_dir, threads, precision)  # type: ignore[arg-type]
+            choice = load_encoder(self.model, runtime, cache_dir, threads, precision)
         finally:
             self.pending = None
         self.runtime = choice
