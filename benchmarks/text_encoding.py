@@ -127,4 +127,36 @@ def run(args: argparse.Namespace) -> list[Result]:
                 f"{int(statistics.median(lengths))} tokens",
             )
         )
+    runtimes = ["torch", "onnx"] if args.smoke else args.runtimes
+    if len(runtimes) < 2:
+        return results
+    encoders = _encoders(model, runtimes, args.onnx_threads)
+    vectors = {name: encoder.encode_texts(captions, pos) for name, encoder in encoders.items()}
+    baseline = runtimes[0]
+    for batch_size in batch_sizes:
+        samples = _runtime_rounds(encoders, captions, pos, batch_size, repeat)
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        metrics = {f"{name}_ms_per_batch": value * 1e3 for name, value in medians.items()}
+        for name in runtimes[1:]:
+            metrics[f"{name}_speedup"] = medians[baseline] / medians[name]
+            metrics[f"{name}_max_abs_diff"] = float(np.abs(vectors[name] - vectors[baseline]).max())
+            metrics[f"{name}_min_cosine"] = float(np.min(np.sum(vectors[name] * vectors[baseline], axis=1)))
+        results.append(
+            Result(
+                benchmark="text-encoding-runtime",
+                params={
+                    "arch": "smoke" if args.smoke else arch,
+                    "weights": "random",
+                    "batch": batch_size,
+                    "queries": queries,
+                    "rounds": repeat,
+                    "runtimes": "+".join(runtimes),
+                    "torch_threads": torch.get_num_threads(),
+                    "onnx_threads": args.onnx_threads or "default",
+                },
+                metrics=metrics,
+                raw={f"{name}_s": values for name, values in samples.items()},
+                notes="median per batch, truncated batches, runtimes interleaved batch by batch; real RSICD captions",
+            )
+        )
     return results
