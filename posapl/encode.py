@@ -27,14 +27,10 @@ def _real_lengths(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.argmax(dim=-1) + 1
 
 
-def encode_texts(
-    model: POSAPL,
-    captions: list[str],
-    pos: list[list[str]],
-    batch_size: int = 256,
-    truncate: bool = True,
-) -> np.ndarray:
-    """Embed normalised captions with their POS words.
+def text_batches(
+    model: POSAPL, captions: list[str], pos: list[list[str]], batch_size: int, truncate: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(row indices, tokens, POS tokens) of each batch, for every text backend to encode the same way.
 
     With `truncate` (and when the model makes it exact) captions are sorted by token length and each batch
     is cut to its longest real sequence: positions after the end-of-text token cannot reach the pooled
@@ -43,19 +39,30 @@ def encode_texts(
     if len(captions) != len(pos):
         raise ValueError(f"{len(captions)} captions but {len(pos)} POS sequences")
     if not captions:
-        return np.zeros((0, model.embed_dim), dtype=np.float32)
+        return
     tokens = model.tokenize(captions)
     pos_tokens = model.tokenize([" ".join(words) for words in pos])
     truncate = truncate and model.truncation_is_exact()
     lengths = _real_lengths(tokens)
     order = torch.argsort(lengths, stable=True) if truncate else torch.arange(len(captions))
+    for start in range(0, len(captions), batch_size):
+        idx = order[start : start + batch_size]
+        width = int(lengths[idx].max()) if truncate else tokens.shape[1]
+        yield idx, tokens[idx, :width], pos_tokens[idx, :width]
+
+
+def encode_texts(
+    model: POSAPL,
+    captions: list[str],
+    pos: list[list[str]],
+    batch_size: int = 256,
+    truncate: bool = True,
+) -> np.ndarray:
+    """Embed normalised captions with their POS words, batched and truncated as `text_batches` says."""
     out = torch.empty(len(captions), model.embed_dim, dtype=torch.float32)
     with inference():
-        for start in range(0, len(captions), batch_size):
-            idx = order[start : start + batch_size]
-            width = int(lengths[idx].max()) if truncate else tokens.shape[1]
-            batch = tokens[idx, :width].to(model.device)
-            pos_batch = pos_tokens[idx, :width].to(model.device)
+        for idx, batch, pos_batch in text_batches(model, captions, pos, batch_size, truncate):
+            batch, pos_batch = batch.to(model.device), pos_batch.to(model.device)
             out[idx] = F.normalize(model.encode_text(batch, pos_batch).float(), dim=-1).cpu()
     return out.numpy()
 

@@ -132,6 +132,8 @@ class Readiness(BaseModel):
     ready: bool
     reason: str | None = None
     index_version: int | None = None
+    encoder_runtime: str | None = None
+    encoder_runtime_reason: str | None = None
 
 
 class ReloadResult(BaseModel):

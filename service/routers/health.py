@@ -29,10 +29,12 @@ async def healthz() -> Health:
 )
 async def readyz(state: State) -> Readiness | JSONResponse:
     version = state.live.current
+    encoder = state.searcher.encoder
+    runtime = {"encoder_runtime": encoder.runtime.name, "encoder_runtime_reason": encoder.runtime_reason}
     if version is None:
-        body = Readiness(ready=False, reason=state.live.reason)
+        body = Readiness(ready=False, reason=state.live.reason, **runtime)
         return JSONResponse(body.model_dump(), status_code=503)
-    return Readiness(ready=True, index_version=version.number)
+    return Readiness(ready=True, index_version=version.number, **runtime)
 
 
 @router.get("/v1/index", response_model=IndexInfo, tags=["index"], responses=error_responses(503))
