@@ -64,7 +64,7 @@ def wait_for_version(client: httpx.Client, number: int, timeout_s: float = 120.0
 def filtered_store(
     tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path
 ) -> Iterator[tuple[LiveServer, Path, Path, Path]]:
-    """COUNT old RSICD images + 3 GeoTIFFs in a store forced onto an IVF index (auto with a low threshold)."""
+    """COUNT old RSICD images + 3 GeoTIFFs in a store on an IVF index (auto would choose exact search here)."""
     from index.job import run_update
 
     tmp = tmp_path_factory.mktemp("filters")
@@ -81,7 +81,7 @@ def filtered_store(
     captions = tmp / "captions.json"
     captions.write_text(json.dumps(entries))
     root = tmp / "index"
-    settings = index_settings(root, images, tiny_arch_file, captions, flat_max_vectors=50)
+    settings = index_settings(root, images, tiny_arch_file, captions, index_kind="ivf")
     run_update(root, settings, settings.store_config())
     env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(root), "POSAPL_RELOAD_POLL_S": "0.2"}
     live = start_server(tmp, "filters", env)
@@ -105,7 +105,7 @@ def test_index_is_approximate_with_recorded_recall(client: httpx.Client, filtere
     from index.store import open_version
 
     info = client.get("/v1/index").json()["image_index"]
-    assert info["kind"] == "ivf" and info["reason"].startswith("auto:")
+    assert info["kind"] == "ivf" and info["reason"] == "requested 'ivf'"
     assert info["nlist"] >= 2 and 1 <= info["nprobe"] <= info["nlist"]
     assert info["recall"] >= 0.99 and info["recall_k"] == 100
     assert "caption-bank" in info["tuning_queries"]

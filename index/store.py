@@ -265,8 +265,11 @@ class IndexVersion:
     def search_captions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._search(self.caption_index, queries, k)
 
-    def search_images_in(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of `ids` only (every one of them is a candidate), as `search_images` returns them."""
+    def search_images_in(
+        self, queries: np.ndarray, k: int, ids: np.ndarray, method: str = "auto"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of `ids` only (every one of them is a candidate), as `search_images` returns them.
+        `method` "exact" or "selector" forces one strategy (for measuring the crossover)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
             raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
@@ -274,9 +277,9 @@ class IndexVersion:
         k = max(1, k)
         if len(ids) == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        if len(ids) > SUBSET_EXACT_MAX:
+        if method == "selector" or (method == "auto" and len(ids) > SUBSET_EXACT_MAX):
             scores, found = self._search_selected(queries, min(k, len(ids)), ids)
-            if (found >= 0).sum(axis=1).min() >= min(k, len(ids)):
+            if method == "selector" or (found >= 0).sum(axis=1).min() >= min(k, len(ids)):
                 return _pad(scores, found, k)
             # an approximate index can miss members of a sparse selection: score them all exactly instead
         return _pad(*self._score_exactly(queries, min(k, len(ids)), ids), k)

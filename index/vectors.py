@@ -33,6 +33,10 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8")
 FLAT_MAX_VECTORS = 50_000
 HNSW_EF_CONSTRUCTION = 80
 TUNE_QUERIES = 500
+TRAIN_POINTS_PER_LIST = 64  # k-means sample per IVF list: enough for stable centroids, minutes less on 2 cores
+# auto: an IVF index that needs more than this share of its lists to reach the recall target scans about as many
+# vectors as exact search (plus the coarse step), so exact search is used instead.
+MAX_PROBED_SHARE = 0.25
 TUNE_NOISE = 1.0  # norm of the Gaussian noise added to archive vectors when no caption bank gives queries
 
 
@@ -118,7 +122,7 @@ def _ivf(vectors: np.ndarray, ids: np.ndarray, kind: str, nlist: int, seed: int)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     sample = vectors
-    cap = nlist * 256
+    cap = nlist * TRAIN_POINTS_PER_LIST
     if len(vectors) > cap:
         sample = vectors[np.random.default_rng(seed).choice(len(vectors), cap, replace=False)]
     if faiss.get_num_gpus() > 0 and kind == "ivf":
@@ -238,6 +242,12 @@ def build_index(
         fixed = None if spec.nprobe is None else min(spec.nprobe, info["nlist"])
     held_out, described = tuning_queries(vectors, queries, seed)
     info.update(tune(index, kind, vectors, ids, held_out, spec, fixed), tuning_queries=described, reason=reason)
+    if spec.kind == "auto" and kind == "ivf" and info["nprobe"] > MAX_PROBED_SHARE * info["nlist"]:
+        why = (
+            f"{reason}; IVF needed nprobe {info['nprobe']} of {info['nlist']} lists for recall@{info['recall_k']} "
+            f"{info['recall']} (target {spec.recall_target}), about an exact scan, so exact search instead"
+        )
+        return _flat(vectors, ids), {"kind": "flat", "reason": why}
     return index, info
 
 

@@ -36,7 +36,9 @@ def archive() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def publish_store(root: Path, vectors: np.ndarray, ids: np.ndarray, captions: np.ndarray, spec: IndexSpec) -> None:
     """One version whose i-th image has mtime i and native bounds (i, 0, i + 1, 1)."""
     records = [
-        ImageRecord(int(i), 0, f"{n}.jpg", f"{n:064x}", 1, 8, 8, float(n), 3, "uint8", "", (n, 0.0, n + 1.0, 1.0), 32633)
+        ImageRecord(
+            int(i), 0, f"{n}.jpg", f"{n:064x}", 1, 8, 8, float(n), 3, "uint8", "", (n, 0.0, n + 1.0, 1.0), 32633
+        )
         for n, i in enumerate(ids)
     ]
     caption_ids = np.arange(len(captions), dtype=np.int64)
@@ -63,6 +65,15 @@ def test_auto_picks_exact_below_the_threshold_and_compressed_codes_only_over_the
     assert choose_kind(2_000_000, 512, IndexSpec(memory_mib=8 * 1024))[0] == "ivf"
     assert choose_kind(2_000_000, 512, IndexSpec(memory_mib=2 * 1024))[0] == "ivf-sq8"
     assert choose_kind(10, 512, IndexSpec(kind="hnsw"))[0] == "hnsw"
+
+
+def test_auto_falls_back_to_exact_when_ivf_would_scan_most_lists() -> None:
+    rng = np.random.default_rng(3)
+    uniform = rng.standard_normal((COUNT, DIM)).astype(np.float32)  # no neighbourhoods: IVF cannot prune
+    uniform /= np.linalg.norm(uniform, axis=1, keepdims=True)
+    index, info = build_index(uniform, np.arange(COUNT, dtype=np.int64), IndexSpec(flat_max=1000))
+    assert info["kind"] == "flat" and "exact search instead" in info["reason"]
+    assert index.ntotal == COUNT
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw", "ivf-sq8"])
