@@ -35,7 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.filtered_search",
         "exact filters: subset vs ID-selector crossover; filtered vs unfiltered latency at 100k items",
     ),
-    "scale": ("benchmarks.scale", "1M synthetic vectors: exact vs IVF build, memory, latency, recall@10"),
+    "scale": ("benchmarks.scale", "1M embedding-like vectors: exact vs the auto-chosen index, latency, recall@10"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
 }
 

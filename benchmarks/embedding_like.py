@@ -25,7 +25,8 @@ def seed_embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image embeddings, distinct caption embeddings) of a split's first `limit` images (all when None) under
     the zero-shot random-weight model."""
-    key = hashlib.sha256(f"{arch}|{split.resolve()}|{limit}".encode()).hexdigest()[:16]
+    model_id = Path(arch).read_text() if Path(arch).is_file() else arch  # a JSON config: its content, not its path
+    key = hashlib.sha256(f"{model_id}|{split.resolve()}|{limit}".encode()).hexdigest()[:16]
     cache = WORK_DIR / "embeddings" / f"{Path(arch).stem}-{key}.npz"
     if cache.is_file():
         with np.load(cache) as data:
