@@ -247,7 +247,8 @@ class IndexVersion:
     def to_gpu(self) -> None:
         if faiss.get_num_gpus() > 0:
             resources = faiss.StandardGpuResources()
-            self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
+            if self.manifest.index.get("kind", "flat") != "hnsw":  # FAISS has no GPU HNSW: it stays on the CPU
+                self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
             self.caption_index = faiss.index_cpu_to_gpu(resources, 0, self.caption_index)
             self._gpu_resources = resources
 
@@ -365,7 +366,7 @@ class IndexVersion:
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
     def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
-        index = faiss.index_gpu_to_cpu(self.image_index) if hasattr(self, "_gpu_resources") else self.image_index
+        index = self._cpu_image_index
         out = np.empty((len(ids), self.manifest.dim), dtype=np.float32)
         for row, image_id in enumerate(ids):
             try:
