@@ -140,3 +140,35 @@ def test_time_and_bbox_selection_are_exact(tmp_path: Path, archive) -> None:
         # bounds (n, 0, n+1, 1) intersect x in [100.5, 102.2] for n = 100, 101, 102
         assert sorted(version.image_ids_in_bbox((100.5, 0.2, 102.2, 0.4)).tolist()) == sorted(ids[100:103].tolist())
         assert len(version.image_ids_in_bbox((100.5, 2.0, 102.2, 3.0))) == 0
+
+
+def test_unfiltered_jobs_share_one_faiss_call_and_filtered_ones_run_alone() -> None:
+    from types import SimpleNamespace
+
+    from service.search import SearchJob, run_searches
+
+    calls: list[tuple[str, int]] = []
+
+    def search_images(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(("batch", len(queries)))
+        return np.ones((len(queries), k), np.float32), np.tile(np.arange(k, dtype=np.int64), (len(queries), 1))
+
+    def search_images_in(queries: np.ndarray, k: int, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(("subset", len(among)))
+        found = np.full((1, k), -1, np.int64)
+        found[0, : len(among)] = among[:k]
+        return np.ones((1, k), np.float32), found
+
+    version = SimpleNamespace(
+        manifest=SimpleNamespace(counts={"images": 50}), search_images=search_images, search_images_in=search_images_in
+    )
+    vector = np.zeros(DIM, np.float32)
+    jobs = [
+        SearchJob(version, "images", vector, 5),
+        SearchJob(version, "images", vector, 5, np.array([7, 9], np.int64)),
+        SearchJob(version, "images", vector, 3),
+        SearchJob(version, "images", vector, 5, np.array([11], np.int64)),
+    ]
+    results = run_searches(jobs)
+    assert sorted(calls) == [("batch", 2), ("subset", 1), ("subset", 2)]
+    assert [r.ids.tolist() for r in results] == [[0, 1, 2, 3, 4], [7, 9], [0, 1, 2], [11]]
