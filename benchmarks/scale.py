@@ -34,12 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _index_bytes(index) -> int:
-    import faiss
-
-    return int(faiss.serialize_index(index).nbytes)
-
-
 def _single_query_ms(search, queries: np.ndarray, count: int) -> dict[str, float]:
     samples = []
     for row in queries[:count]:
@@ -59,7 +53,7 @@ def run(args: argparse.Namespace) -> Iterator[Result]:
     """Yields each row as soon as it is measured, so a long run that is cut short keeps what it finished."""
     import faiss
 
-    from index.vectors import IndexSpec, build_index
+    from index.vectors import IndexSpec, build_index, index_bytes
 
     arch = str(smoke_arch()) if args.smoke else args.arch
     if args.smoke:
@@ -120,7 +114,7 @@ def run(args: argparse.Namespace) -> Iterator[Result]:
                 "image_query_recall@10": _recall(image_found, image_truth10),
                 "build_recall@100": info.get("recall", 1.0),
                 "build_s": build_s,
-                "index_MiB": _index_bytes(index) / 2**20,
+                "index_MiB_estimated": index_bytes(info["kind"], args.vectors, base.shape[1]) / 2**20,
             },
             raw={"index": info},
             notes="recall against exact search on held-out caption queries; build_recall is what the build "

@@ -139,8 +139,9 @@ class CaptionRecord:
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
 # Up to this many ids, gathering their stored vectors and scoring them exactly beats a FAISS search with an ID
-# selector over the whole index (filtered-search rows of benchmarks/RESULTS.md); above it the selector wins.
-SUBSET_EXACT_MAX = 1000
+# selector over the whole index; above it the selector wins (filtered-search-crossover rows of
+# benchmarks/RESULTS.md, 100k vectors: exact faster at 300 ids, the selector at 1,000 and more).
+SUBSET_EXACT_MAX = 300
 IMAGE_COLUMNS = (
     "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
     "min_x, min_y, max_x, max_y, crs"
