@@ -332,7 +332,10 @@ class IndexVersion:
             selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
             inner = faiss.downcast_index(index.index)
             if isinstance(inner, faiss.IndexHNSW):
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(inner.hnsw.efSearch, k))
+                # the graph walk visits members and non-members alike: widen the beam by the inverse of the
+                # selected share so about as many members are seen as unfiltered search sees vectors
+                ef = max(inner.hnsw.efSearch, k) * index.ntotal // len(ids)
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(min(index.ntotal, ef)))
             else:
                 params = faiss.SearchParameters(sel=selector)
             scores, found = inner.search(queries, k, params=params)
