@@ -20,7 +20,8 @@ Contract (names are stable; see index.layout for the files):
                                                of them eligible: exact scoring of their stored vectors for a
                                                small set, a FAISS search restricted by an ID selector for a
                                                large one (SUBSET_EXACT_MAX is the measured crossover)
-        .image_ids_in_time(min_mtime, max_mtime) -> int64 ids whose mtime is within the bounds (None = open)
+        .image_ids_in_time(min_mtime, max_mtime, among=None) -> int64 ids whose mtime is within the bounds
+                                               (None = open), optionally only among given ids
         .image_ids_in_bbox(bbox) -> int64 ids whose native bounds intersect (min_x, min_y, max_x, max_y)
         .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
@@ -346,7 +347,11 @@ class IndexVersion:
         params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
         return index.search(queries, k, params=params)
 
-    def image_ids_in_time(self, min_mtime: float | None, max_mtime: float | None) -> np.ndarray:
+    def image_ids_in_time(
+        self, min_mtime: float | None, max_mtime: float | None, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Ids whose mtime is within the bounds; `among` (e.g. an area's ids) restricts the lookup to those ids,
+        so a small area is never intersected with a time range that holds most of the archive."""
         clauses, values = [], []
         if min_mtime is not None:
             clauses.append("mtime >= ?")
@@ -354,7 +359,15 @@ class IndexVersion:
         if max_mtime is not None:
             clauses.append("mtime <= ?")
             values.append(max_mtime)
-        return self._ids_where(" AND ".join(clauses) or "1", values)
+        where = " AND ".join(clauses) or "1"
+        if among is None:
+            return self._ids_where(where, values)
+        wanted = [int(i) for i in among]
+        parts = [
+            self._ids_where(f"id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *values])
+            for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def image_ids_in_bbox(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         """Images with native bounds that intersect `bbox`; images without bounds never match."""
@@ -364,7 +377,7 @@ class IndexVersion:
             [min_x, max_x, min_y, max_y],
         )
 
-    def _ids_where(self, where: str, values: list[float]) -> np.ndarray:
+    def _ids_where(self, where: str, values: list) -> np.ndarray:
         with self._lock:
             cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)

@@ -272,18 +272,12 @@ class Searcher:
 
 def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
     """Every image id the filters select, from the metadata alone (never from ranked candidates), so that
-    ranking afterwards sees all of them. Each filter is one store call; several are intersected."""
-    selections = []
-    if filters.min_mtime is not None or filters.max_mtime is not None:
-        selections.append(version.image_ids_in_time(filters.min_mtime, filters.max_mtime))
-    if filters.bbox is not None:
-        selections.append(version.image_ids_in_bbox(filters.bbox))
-    if not selections:
-        return version.image_ids()
-    ids = selections[0]
-    for other in selections[1:]:
-        ids = np.intersect1d(ids, other, assume_unique=True)
-    return ids
+    ranking afterwards sees all of them. The area is one store call (native bounds today; a footprint index
+    can answer it instead); the time range is then looked up among the area's ids."""
+    area = version.image_ids_in_bbox(filters.bbox) if filters.bbox is not None else None
+    if filters.min_mtime is None and filters.max_mtime is None:
+        return area if area is not None else version.image_ids()
+    return version.image_ids_in_time(filters.min_mtime, filters.max_mtime, among=area)
 
 
 def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:

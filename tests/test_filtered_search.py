@@ -137,6 +137,11 @@ def test_time_and_bbox_selection_are_exact(tmp_path: Path, archive) -> None:
     with open_version(tmp_path) as version:
         assert sorted(version.image_ids_in_time(10.0, 14.0).tolist()) == sorted(ids[10:15].tolist())
         assert len(version.image_ids_in_time(None, None)) == COUNT
+        among = np.concatenate([ids[5:12], ids[3000:3002]])
+        assert sorted(version.image_ids_in_time(10.0, None, among=among).tolist()) == sorted(
+            [*ids[10:12].tolist(), *ids[3000:3002].tolist()]
+        )
+        assert len(version.image_ids_in_time(None, 4.0, among=among)) == 0
         # bounds (n, 0, n+1, 1) intersect x in [100.5, 102.2] for n = 100, 101, 102
         assert sorted(version.image_ids_in_bbox((100.5, 0.2, 102.2, 0.4)).tolist()) == sorted(ids[100:103].tolist())
         assert len(version.image_ids_in_bbox((100.5, 2.0, 102.2, 3.0))) == 0
