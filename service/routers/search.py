@@ -59,6 +59,8 @@ async def _text_search(
         results=outcome.hits,
         index_version=outcome.version,
         timings_ms=TextTimings(**outcome.timings_ms),
+        matched=outcome.matched,
+        rerank_note=outcome.rerank_note,
     )
 
 
@@ -171,4 +173,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         timings_ms=ImageTimings(**outcome.timings_ms),
         preview=preview,
         captions_note=None if outcome.captions else NO_CAPTION_BANK,
+        rerank_note=outcome.rerank_note,
     )
