@@ -9,6 +9,7 @@ reshapes and gives wrong shapes for any other batch, so it is not used.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -78,6 +79,9 @@ def cache_path(model: POSAPL, cache_dir: Path, tower: Tower, precision: Precisio
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str],
             shapes: tuple[dict[int, object], ...]) -> None:
+    """Trace a private copy: torch.export swaps the module's parameters for fake tensors while it traces,
+    and the service keeps answering with the same model in PyTorch while the export runs in the background."""
+    module = copy.deepcopy(module)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

@@ -5,6 +5,7 @@ the export cache; the fallback to PyTorch."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,3 +166,25 @@ def test_torch_is_served_when_asked(tiny_model: POSAPL, tmp_path: Path) -> None:
     choice = load_encoder(tiny_model, "torch", tmp_path)
     assert choice.name == "torch" and choice.reason is None
     assert not any(tmp_path.iterdir())  # nothing exported
+
+
+def test_pytorch_answers_correctly_while_the_export_runs(tiny_arch_path: Path, tmp_path: Path, images) -> None:
+    """The service serves PyTorch while the graphs are exported in a background thread from the same model."""
+    model = _with_random_adapters(build_from_config(preset_config("rsitmd", str(tiny_arch_path)), "random"), seed=3)
+    expected = encode_images(model, images[:2])
+    failures: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            onnx_export.cached_tower(model, tmp_path, "image")
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    worker = threading.Thread(target=export)
+    worker.start()
+    served = 0
+    while worker.is_alive() or served == 0:
+        np.testing.assert_allclose(encode_images(model, images[:2]), expected, atol=1e-6)
+        served += 1
+    worker.join()
+    assert not failures, failures
