@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from index.decode import BadImageError, ImageFacts, decode_image
+from index.decode import BadImageError, ImageFacts, decode_image, facts_from_dict
 from index.layout import fsync_dir
 from posapl.encode import encode_images
 from posapl.model import POSAPL
@@ -59,7 +59,7 @@ class WorkLog:
                 continue
             for sha, vector, fact in zip(shas.tolist(), vectors, facts):
                 state.vectors[sha] = vector
-                state.facts[sha] = ImageFacts(**{**fact, "bbox": tuple(fact["bbox"]) if fact["bbox"] else None})
+                state.facts[sha] = facts_from_dict(fact)
             state.failures.update(failures)
         return state
 

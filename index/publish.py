@@ -88,7 +88,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             CREATE TABLE images (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
                 sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
                 mtime REAL NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
-                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs INTEGER);
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT);
             CREATE TABLE captions (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT NULL);
             CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
             """

@@ -119,7 +119,7 @@ class ImageRecord:
     dtype: str
     preprocessing: str  # how the file became 8-bit RGB (band selection, percentile scaling), "" when plain
     bbox: tuple[float, float, float, float] | None  # (min_x, min_y, max_x, max_y) in the CRS, GeoTIFF only
-    crs: int | None  # EPSG code, GeoTIFF only
+    crs: str | None  # "EPSG:n" (or WKT when the CRS has no authority code), georeferenced rasters only
 
 
 @dataclass(frozen=True)

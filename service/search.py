@@ -302,7 +302,7 @@ def image_hits(
                 image_url=f"/v1/images/{int(image_id)}",
                 thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
                 bbox=list(record.bbox) if record.bbox is not None else None,
-                crs=f"EPSG:{record.crs}" if record.crs is not None else None,
+                crs=record.crs,
             )
         )
     return hits

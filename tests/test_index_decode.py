@@ -17,8 +17,8 @@ def test_geotiff_16bit_multiband_is_scaled_and_georeferenced(tmp_path: Path) -> 
     decoded = decode_image(tmp_path / "scene.tif", max_pixels=10_000)
     assert (decoded.width, decoded.height, decoded.bands, decoded.dtype) == (64, 48, 4, "uint16")
     assert decoded.image.mode == "RGB" and decoded.image.size == (64, 48)
-    assert "bands 1-3 of 4" in decoded.preprocessing and "percentiles" in decoded.preprocessing
-    assert decoded.crs == 32633
+    assert "bands 1,2,3 of 4" in decoded.preprocessing and "percentiles" in decoded.preprocessing
+    assert decoded.crs == "EPSG:32633"
     assert decoded.bbox == pytest.approx((500000.0, 4000000.0 - 480.0, 500640.0, 4000000.0))
     pixels = np.asarray(decoded.image)
     low, high = np.percentile(data[:3].astype(float), (2, 98))

@@ -66,7 +66,7 @@ def test_update_adds_new_skips_bad_and_removes_deleted(small_store, tiny_arch_pa
         for name, word in reasons.items():
             assert word in skipped[str(images / "incoming" / name)]
         geo = version.image(content_id(file_sha256(images / "new" / "scene.tif")))
-        assert geo.crs == 32633 and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
+        assert geo.crs == "EPSG:32633" and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
         assert geo.bands == 4 and geo.dtype == "uint16" and "percentiles" in geo.preprocessing
         assert geo.path == "new/scene.tif" and version.image_path(geo.id) == images / "new" / "scene.tif"
         new_ids = [content_id(file_sha256(p)) for p in added]

@@ -1,4 +1,4 @@
-"""Archive images by id: the original file and a cached JPEG thumbnail. Clients never pass a path."""
+"""Archive images by id: the original file, a cached thumbnail and a browser view. Clients never pass a path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from index.layout import ID_MASK
 from index.store import IndexVersion
 from service.errors import ServiceError, error_responses
-from service.imaging import make_thumbnail
+from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, render
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -57,15 +57,36 @@ async def image_original(image_id: ImageId, state: State) -> FileResponse:
     "/{image_id}/thumbnail",
     response_class=Response,
     responses={
-        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "JPEG"},
+        200: {
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JPEG, or the original when it is already a small web image",
+        },
         **error_responses(404, 422, 503),
     },
-    summary="A 256 px JPEG thumbnail",
+    summary="A thumbnail of at most 256 px a side",
 )
 async def image_thumbnail(image_id: ImageId, state: State) -> Response:
-    data = state.thumbnails.get(image_id)
-    if data is None:
+    rendered = state.thumbnails.get(image_id)
+    if rendered is None:
         path = _file(state.live.snapshot(), image_id)
-        data = await asyncio.to_thread(make_thumbnail, path, state.settings.max_image_pixels)
-        state.thumbnails.put(image_id, data)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
+        rendered = await asyncio.to_thread(render, path, state.settings.max_image_pixels, THUMBNAIL_SIZE)
+        state.thumbnails.put(image_id, rendered)
+    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    "/{image_id}/view",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The original when browsers show it as it is, else a PNG rendering",
+        },
+        **error_responses(404, 422, 503),
+    },
+    summary="The image as a browser can show it (TIFF and other originals rendered to PNG)",
+)
+async def image_view(image_id: ImageId, state: State) -> Response:
+    path = _file(state.live.snapshot(), image_id)
+    rendered = await asyncio.to_thread(render, path, state.settings.max_image_pixels, VIEW_SIZE)
+    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
