@@ -19,15 +19,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.transform import Affine, array_bounds
 
 from index.captions import corpus_digest, load_corpus
+from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
-from index.layout import LAST_RUN, WORK, content_id
+from index.geo import footprint, gsd
+from index.layout import LAST_RUN, WORK, content_id, item_id
 from index.profiles import compute_profiles
 from index.publish import VersionContent, publish, remove_staging, store_lock
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
-from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
+from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.vectors import IndexSpec, build_index, stored_vectors
 from posapl.checkpoint import load_model
 from posapl.encode import embed_captions
@@ -97,21 +100,74 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _new_record(scanned: ScannedFile, facts) -> ImageRecord:
+def _time(facts: ImageFacts, scanned: ScannedFile) -> str:
+    """The acquisition time the file states, else its modification time."""
+    return facts.time or datetime.fromtimestamp(scanned.mtime, UTC).isoformat()
+
+
+def _geometry_text(facts: ImageFacts, window: tuple[int, int, int, int]) -> str | None:
+    shape = footprint(facts.crs, facts.transform, window)
+    return None if shape is None else json.dumps(shape, separators=(",", ":"))
+
+
+def _new_record(
+    scanned: ScannedFile,
+    facts: ImageFacts,
+    window: tuple[int, int, int, int] | None = None,
+    size: int | None = None,
+) -> ImageRecord:
+    """The record of the whole file (window None) or of one tile of it."""
+    box = window or (0, 0, facts.width, facts.height)
     return ImageRecord(
+        id=item_id(scanned.sha256, window, size),
+        source=scanned.source,
+        path=scanned.path,
+        sha256=scanned.sha256,
+        bytes=scanned.bytes,
+        width=box[2],
+        height=box[3],
+        mtime=scanned.mtime,
+        bands=facts.bands,
+        dtype=facts.dtype,
+        preprocessing=facts.preprocessing,
+        bbox=_window_bounds(facts, box),
+        crs=facts.crs,
+        window=window,
+        window_size=size,
+        footprint=_geometry_text(facts, box),
+        gsd=gsd(facts.crs, facts.transform, box),
+        time=_time(facts, scanned),
+    )
+
+
+def _window_bounds(facts: ImageFacts, window: tuple[int, int, int, int]) -> tuple[float, float, float, float] | None:
+    """Native bounds of a window (the file's bounds for the whole file)."""
+    if facts.transform is None:
+        return facts.bbox
+    x, y, width, height = window
+    return tuple(float(v) for v in array_bounds(height, width, Affine(*facts.transform) @ Affine.translation(x, y)))
+
+
+def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRecord:
+    whole = (0, 0, facts.width, facts.height)
+    return SceneRecord(
         id=content_id(scanned.sha256),
         source=scanned.source,
         path=scanned.path,
         sha256=scanned.sha256,
         bytes=scanned.bytes,
+        mtime=scanned.mtime,
         width=facts.width,
         height=facts.height,
-        mtime=scanned.mtime,
         bands=facts.bands,
         dtype=facts.dtype,
         preprocessing=facts.preprocessing,
         bbox=facts.bbox,
         crs=facts.crs,
+        footprint=_geometry_text(facts, whole),
+        gsd=gsd(facts.crs, facts.transform, whole),
+        time=_time(facts, scanned),
+        items=items,
     )
 
 
@@ -139,6 +195,7 @@ class ImagePlan:
     vectors: list[np.ndarray]
     skipped: list[tuple[str, str]]
     missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
+    scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
 
 
 def _plan_images(
@@ -161,8 +218,13 @@ def _plan_images(
                 live_records[sha], source=scanned.source, path=scanned.path, bytes=scanned.bytes, mtime=scanned.mtime
             )
             vector = live_vectors[record.id]
+            plan.scenes[sha] = replace(
+                live.scene(content_id(sha)), source=scanned.source, path=scanned.path, bytes=scanned.bytes,
+                mtime=scanned.mtime,
+            )
         elif sha in state.vectors:
             record, vector = _new_record(scanned, state.facts[sha]), state.vectors[sha]
+            plan.scenes[sha] = scene_record(scanned, state.facts[sha], 1)
         else:
             plan.skipped.append((str(scanned.absolute), state.failures.get(sha, "not embedded")))
             continue
@@ -172,6 +234,7 @@ def _plan_images(
         for record in plan.missing:
             plan.records.append(record)
             plan.vectors.append(live_vectors[record.id])
+            plan.scenes[record.sha256] = live.scene(record.scene_id)
     return plan
 
 
@@ -216,6 +279,7 @@ def _content(
         caption_index=caption_index,
         profiles=profiles,
         skipped=plan.skipped,
+        scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
         manifest={
             "model": {
                 "fingerprint": model.fingerprint(),

@@ -8,6 +8,7 @@ batch the request rode in; time spent queueing for a batch shows in `total` but 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from service.errors import ServiceError
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.ranking import rerank
-from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
+from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
 from service.settings import ServiceSettings
 
 Target = Literal["images", "captions"]
@@ -280,6 +281,11 @@ def _filtered(
     return candidates.ids[keep], candidates.scores[keep], [records[i] for i in keep]
 
 
+def _window(record: ImageRecord) -> WindowRef:
+    x, y, width, height = record.window or (0, 0, record.width, record.height)
+    return WindowRef(x=x, y=y, width=width, height=height, size=record.window_size)
+
+
 def image_hits(
     version: IndexVersion,
     ids: np.ndarray,
@@ -303,6 +309,12 @@ def image_hits(
                 thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
                 bbox=list(record.bbox) if record.bbox is not None else None,
                 crs=record.crs,
+                view_url=f"/v1/images/{int(image_id)}/view",
+                scene=SceneRef(id=record.scene_id, path=record.path),
+                window=_window(record),
+                footprint=json.loads(record.footprint) if record.footprint is not None else None,
+                gsd=record.gsd,
+                time=record.time,
             )
         )
     return hits

@@ -12,9 +12,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from index.layout import ID_MASK
-from index.store import IndexVersion
+from index.store import ImageRecord, IndexVersion
 from service.errors import ServiceError, error_responses
-from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, render
+from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -23,16 +23,35 @@ ImageId = Annotated[int, PathParam(ge=0, le=ID_MASK, description="image id from 
 IMMUTABLE = "public, max-age=86400, immutable"  # ids are content hashes: the bytes behind an id never change
 
 
-def _file(version: IndexVersion, image_id: int) -> Path:
+def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
     try:
-        path = version.image_path(image_id)
+        record = version.image(image_id)
     except KeyError:
         raise ServiceError(
             404, "unknown_image", f"no image with id {image_id} in index version {version.number}"
         ) from None
+    path = Path(version.manifest.sources[record.source]) / record.path
     if not path.is_file():
         raise ServiceError(404, "image_file_missing", f"the file of image {image_id} is no longer in the archive")
-    return path
+    return path, record
+
+
+def _file(version: IndexVersion, image_id: int) -> Path:
+    return _item(version, image_id)[0]
+
+
+def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
+    """The band selection the index was built with, so renders show what was embedded."""
+    bands = version.manifest.raw.get("decode", {}).get("bands")
+    return tuple(bands) if bands else None
+
+
+async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
+    version = state.live.snapshot()
+    path, record = _item(version, image_id)
+    return await asyncio.to_thread(
+        render, path, state.settings.max_image_pixels, size, record.window, store_bands(version)
+    )
 
 
 @router.get(
@@ -68,8 +87,7 @@ async def image_original(image_id: ImageId, state: State) -> FileResponse:
 async def image_thumbnail(image_id: ImageId, state: State) -> Response:
     rendered = state.thumbnails.get(image_id)
     if rendered is None:
-        path = _file(state.live.snapshot(), image_id)
-        rendered = await asyncio.to_thread(render, path, state.settings.max_image_pixels, THUMBNAIL_SIZE)
+        rendered = await _render(state, image_id, THUMBNAIL_SIZE)
         state.thumbnails.put(image_id, rendered)
     return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
 
@@ -87,6 +105,5 @@ async def image_thumbnail(image_id: ImageId, state: State) -> Response:
     summary="The image as a browser can show it (TIFF and other originals rendered to PNG)",
 )
 async def image_view(image_id: ImageId, state: State) -> Response:
-    path = _file(state.live.snapshot(), image_id)
-    rendered = await asyncio.to_thread(render, path, state.settings.max_image_pixels, VIEW_SIZE)
+    rendered = await _render(state, image_id, VIEW_SIZE)
     return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
