@@ -440,3 +440,15 @@ def facts_from_dict(data: dict) -> ImageFacts:
             "stretch": Stretch(**data["stretch"]) if data.get("stretch") else None,
         }
     )
+
+
+def dimensions(source: Source) -> tuple[int, int]:
+    """(width, height) from the header alone, to decide between one item and tiles without decoding pixels."""
+    _check_source(source)
+    if is_raster(source):
+        with _open_raster(source) as dataset:
+            return dataset.width, dataset.height
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _open_pil(source) as image:
+            return image.size
