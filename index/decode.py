@@ -152,7 +152,7 @@ def _crs_text(crs: rasterio.crs.CRS | None) -> str | None:
 def _stretch_of(values: np.ndarray) -> Stretch:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        raise BadImageError("no valid pixel values", "corrupt")
+        raise BadImageError("no valid pixel values (every pixel is nodata or masked)", "corrupt")
     low, high = np.percentile(finite.astype(np.float64), PERCENTILES)
     return Stretch(float(low), float(high) if high > low else float(low) + 1.0)
 
