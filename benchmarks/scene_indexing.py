@@ -1,0 +1,133 @@
+"""Tiles/s and peak memory of `posapl index build` over one large scene: a synthetic 4-band uint16, tiled and
+compressed GeoTIFF (20,000 x 20,000 px by default) made with rasterio strip by strip.
+
+The build runs as its own process (`posapl index build`, the command users run); its peak RSS is the highest sum
+of the resident memory of the process and all its decode workers, sampled from /proc every 100 ms. The scene's
+pixels are cheap (smooth gradients) so that the file writes quickly; tiles/s depends on the decode, the
+resize and the encoder, not on what the pixels show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.harness import Result, load_average, smoke_arch
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=20_000, help="scene width and height in pixels")
+    parser.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (random weights), or 'smoke'")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--tile-size", type=int, default=256)
+    parser.add_argument("--tile-overlap", type=float, default=0.25)
+
+
+def write_scene(path: Path, size: int) -> None:
+    """4-band uint16, 512 px tiles, deflate; written one block row at a time so memory stays small."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    profile = dict(
+        driver="GTiff", width=size, height=size, count=4, dtype="uint16", crs="EPSG:32633",
+        transform=from_origin(300000, 5500000, 10, 10), tiled=True, blockxsize=512, blockysize=512,
+        compress="deflate", bigtiff="IF_SAFER",
+    )
+    xs = np.arange(size, dtype=np.float32)
+    with rasterio.open(path, "w", **profile) as out:
+        for top in range(0, size, 512):
+            rows = min(512, size - top)
+            ys = np.arange(top, top + rows, dtype=np.float32)[:, None]
+            base = (np.sin(xs[None, :] / 300.0) + np.cos(ys / 500.0) + 2.0) * 8000.0
+            strip = np.stack([base + 1000.0 * band for band in range(4)]).astype(np.uint16)
+            out.write(strip, window=Window(0, top, size, rows))
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants (from /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/statm") as handle:
+                total += int(handle.read().split()[1]) * PAGE
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    size = 1024 if args.smoke else args.size
+    arch = str(smoke_arch()) if args.smoke or args.arch == "smoke" else args.arch
+    workers = 0 if args.smoke else args.num_workers
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="posapl-bench-scene-") as scratch:
+        scratch = Path(scratch)
+        (scratch / "scenes").mkdir()
+        began = time.perf_counter()
+        write_scene(scratch / "scenes" / "scene.tif", size)
+        write_s = time.perf_counter() - began
+        command = [
+            sys.executable, "-m", "posapl.cli", "index", "build", "--images", str(scratch / "scenes"),
+            "--out", str(scratch / "store"), "--pretrained", "random", "--arch", arch, "--device", args.device,
+            "--batch-size", str(args.batch_size), "--num-workers", str(workers), "--no-progress",
+            "--tile-sizes", str(args.tile_size), "--tile-overlap", str(args.tile_overlap),
+        ]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        began = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peak = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _tree_rss(process.pid))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out, err = process.communicate()
+        done.set()
+        sampler.join()
+        build_s = time.perf_counter() - began
+        if process.returncode != 0:
+            raise RuntimeError(f"index build failed ({process.returncode}): {err[-2000:]}")
+        from index.store import open_version
+
+        with open_version(scratch / "store") as version:
+            tiles = version.manifest.counts["images"]
+    metrics = {"tiles_per_s": round(tiles / build_s, 1), "peak_rss_mb": round(peak / 2**20), "tiles": tiles}
+    params = {
+        "scene": f"{size}x{size}x4 uint16 deflate",
+        "arch": "smoke" if arch.endswith(".json") else arch,
+        "device": args.device,
+        "tile": f"{args.tile_size}px overlap {args.tile_overlap}",
+        "batch_size": args.batch_size,
+        "num_workers": workers,
+    }
+    raw = {
+        "build_s": build_s,
+        "write_scene_s": write_s,
+        "peak_rss_bytes": peak,
+        "stdout": out[-2000:],
+        "load_avg_before": load_before,
+        "load_avg_after": load_average(),
+    }
+    notes = "whole `posapl index build` (model load, planning, decode workers, encoder, FAISS, publish); tree RSS"
+    return [Result("scene-indexing", params, metrics, raw, notes)]
