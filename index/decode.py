@@ -112,6 +112,18 @@ def _clean(message: str, source: Source) -> str:
     return VSIMEM.sub("upload", message)
 
 
+def _reason(exc: BaseException, source: Source) -> str:
+    """GDAL's own words for a failure: rasterio chains them behind a generic "Read failed" message."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 3:
+        text = str(current).strip()
+        if text and text not in parts and "See previous exception" not in text:
+            parts.append(text)
+        current = current.__cause__ or current.__context__
+    return _clean("; ".join(parts) or type(exc).__name__, source)
+
+
 def _head(source: Source) -> bytes:
     if isinstance(source, bytes):
         return source[:16]
@@ -196,7 +208,7 @@ def _open_raster(source: Source) -> Iterator[DatasetReader]:
     except BadImageError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
-        raise BadImageError(f"unreadable raster: {_clean(str(exc), source)}", "corrupt") from exc
+        raise BadImageError(f"unreadable raster: {_reason(exc, source)}", "corrupt") from exc
 
 
 def _select(dataset: DatasetReader, bands: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -391,7 +403,7 @@ def probe(source: Source, bands: tuple[int, ...] | None = None, max_pixels: int 
             try:
                 return _raster_facts(dataset, bands, with_stretch=True)
             except (RasterioError, OSError) as exc:
-                raise BadImageError(f"unreadable raster: {_clean(str(exc), source)}", "corrupt") from exc
+                raise BadImageError(f"unreadable raster: {_reason(exc, source)}", "corrupt") from exc
     return _decode_pil(source, max_pixels if max_pixels is not None else 1 << 62, None, (1, 1)).facts()
 
 
@@ -424,7 +436,7 @@ def decode_image(
                     raise BadImageError(f"window {window} is outside the {dataset.width}x{dataset.height} scene")
             image, valid = _read_raster(dataset, facts, window, out_size, max_pixels)
         except (RasterioError, OSError) as exc:
-            raise BadImageError(f"unreadable raster: {_clean(str(exc), source)}", "corrupt") from exc
+            raise BadImageError(f"unreadable raster: {_reason(exc, source)}", "corrupt") from exc
     return DecodedImage(**facts.__dict__, image=image, window=window, valid=valid)
 
 
