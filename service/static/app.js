@@ -29,7 +29,7 @@ function showError(box, message) {
 }
 
 function openLightbox(hit) {
-  $("lightbox-image").src = hit.image_url;
+  $("lightbox-image").src = hit.view_url || hit.image_url;
   $("lightbox-caption").textContent = `${hit.path} · ${hit.width}×${hit.height} · score ${hit.score.toFixed(3)}`;
   $("lightbox").hidden = false;
 }
