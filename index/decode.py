@@ -12,8 +12,11 @@ reason (never a server path) for the report or the HTTP error.
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,9 +39,12 @@ WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})  # Pillow 
 # Magic numbers of what GDAL reads better than Pillow (georeferencing, windows, overviews, any bit depth).
 RASTER_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x00\x00\x00\x0cjP  ", b"\xffO\xffQ")
 STATS_PIXELS = 4_000_000  # scenes up to this many pixels are read whole for their stretch
-STATS_SAMPLES = 32  # otherwise an even grid of STATS_SAMPLES^2 small windows (or an overview)
+STATS_SAMPLES = 10  # otherwise an even grid of STATS_SAMPLES^2 small windows (or an overview)
 STATS_WINDOW = 64
 STATS_OVERVIEW_PIXELS = 512 * 512  # the coarsest overview with at least this many pixels
+OPEN_SCENES = 2  # datasets each thread keeps open (see _OpenScenes)
+# GDAL's block cache defaults to 5% of RAM per process; every decode worker has one, so bound it.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
 VSIMEM = re.compile(r"/vsimem/\S+")
 TIME_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "TIFFTAG_DATETIME")
 TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d")
@@ -194,6 +200,34 @@ def _note(selected: tuple[int, ...], count: int, dtype: str, stretch: Stretch | 
 # --- rasterio -------------------------------------------------------------------------------------------
 
 
+class _OpenScenes(threading.local):
+    """The last few scenes this thread opened, kept open so that neighbouring windows of a scene reuse GDAL's
+    block cache (a window touches the same compressed blocks as its neighbours) instead of decompressing
+    them again. Per thread, because a GDAL dataset must not be shared between threads; keyed by size and
+    mtime, so a replaced file is reopened."""
+
+    def __init__(self) -> None:
+        self.open: OrderedDict[tuple[str, int, int], DatasetReader] = OrderedDict()
+
+    def get(self, path: Path) -> DatasetReader:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        dataset = self.open.pop(key, None)
+        if dataset is None:
+            dataset = rasterio.open(path)
+        self.open[key] = dataset
+        while len(self.open) > OPEN_SCENES:
+            self.open.popitem(last=False)[1].close()
+        return dataset
+
+    def drop(self, path: Path) -> None:
+        for key in [k for k in self.open if k[0] == str(path)]:
+            self.open.pop(key).close()
+
+
+_scenes = _OpenScenes()
+
+
 @contextmanager
 def _open_raster(source: Source) -> Iterator[DatasetReader]:
     try:
@@ -203,8 +237,11 @@ def _open_raster(source: Source) -> Iterator[DatasetReader]:
                 with MemoryFile(source) as memory, memory.open() as dataset:
                     yield dataset
             else:
-                with rasterio.open(source) as dataset:
-                    yield dataset
+                try:
+                    yield _scenes.get(source)
+                except BaseException:
+                    _scenes.drop(source)  # a failed read may leave the dataset in any state
+                    raise
     except BadImageError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
