@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> list[Result]:
 
         with open_version(scratch / "store") as version:
             tiles = version.manifest.counts["images"]
+            skipped = version.skipped()
+        if tiles == 0:
+            raise RuntimeError(f"the build indexed no tile: {skipped}")
     metrics = {
         "tiles_per_s": round(tiles / build_s, 1),
         "peak_tree_pss_mb": round(peak / 2**20),

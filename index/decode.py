@@ -208,8 +208,11 @@ class _OpenScenes(threading.local):
 
     def __init__(self) -> None:
         self.open: OrderedDict[tuple[str, int, int], DatasetReader] = OrderedDict()
+        self.pid = os.getpid()
 
     def get(self, path: Path) -> DatasetReader:
+        if self.pid != os.getpid():  # a forked worker: the parent's handles share its file offsets, never use them
+            self.open, self.pid = OrderedDict(), os.getpid()
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         dataset = self.open.pop(key, None)

@@ -194,8 +194,9 @@ def test_changed_scene_tiles_replaced_removed_scene_dropped(
     old_utm = {r.id for r in before.values() if r.sha256 == file_sha256(files["utm"])}
     write_scene(archive / "utm.tif", _texture(3, 500, 600, 99), "EPSG:32633", from_origin(500000, 4000000, 10, 10))
     (archive / "wgs84.tif").unlink()
-    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    report = run_update(root, tiny_settings(root, tiny_arch_path, num_workers=2))  # windows read by workers
     assert report.status == "published" and report.counts["removed"] == 2, "old utm content and wgs84"
+    assert report.counts["skipped"] == 2, report.skipped  # corrupt.tif and all-nodata.tif, nothing else
     assert report.counts["new"] == 9, "only the changed scene's tiles are embedded"
     new_sha = file_sha256(archive / "utm.tif")
     with open_version(root) as version:
