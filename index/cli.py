@@ -29,6 +29,13 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _fail(command: str, exc: BaseException) -> int:
     print(f"posapl index {command}: {exc}", file=sys.stderr)
     return EXIT_BUSY if isinstance(exc, StoreBusyError) else EXIT_FAILED
@@ -174,6 +181,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--keep-missing", action="store_const", const=True, help="updates keep entries whose files have disappeared"
     )
+    build.add_argument("--tile-sizes", type=_int_list, metavar="PX[,PX]", help="window sizes, e.g. 256,512")
+    build.add_argument("--tile-overlap", type=float, help="fraction a window shares with its neighbour (default 0.25)")
+    build.add_argument("--bands", type=_int_list, metavar="B,G,R", help="bands read as RGB (e.g. 4,3,2) or one as grey")
+    build.add_argument("--min-valid", type=float, help="tiles with less of their pixels holding data are dropped")
+    build.add_argument("--max-tiles-per-scene", type=int, help="larger scenes are skipped with the reason")
     _runtime_flags(build)
     build.set_defaults(func=_build)
 

@@ -19,13 +19,14 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import shapely
 
 from index.layout import (
     CAPTIONS_INDEX,
@@ -42,7 +43,15 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
-from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, read_manifest, verify_files
+from index.store import (
+    ImageRecord,
+    IndexIntegrityError,
+    IndexStore,
+    IndexVersion,
+    SceneRecord,
+    read_manifest,
+    verify_files,
+)
 
 
 class StoreBusyError(RuntimeError):
@@ -74,11 +83,18 @@ class VersionContent:
     profiles: dict[str, np.ndarray]  # image_ids, image_profiles, caption_ids, caption_profiles
     skipped: list[tuple[str, str]]
     manifest: dict[str, Any]  # everything but version, created, counts and files
+    scenes: list[SceneRecord] = field(default_factory=list)  # one row per indexed file
 
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _bounds(footprint: str | None) -> tuple[float, float, float, float] | None:
+    if footprint is None:
+        return None
+    return shapely.from_geojson(footprint).bounds
 
 
 def _write_meta(path: Path, content: VersionContent) -> None:
@@ -87,15 +103,25 @@ def _write_meta(path: Path, content: VersionContent) -> None:
         db.executescript(
             """
             CREATE TABLE images (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
-                sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+                sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
                 mtime REAL NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
-                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs INTEGER);
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT,
+                window_x INTEGER, window_y INTEGER, window_width INTEGER, window_height INTEGER, window_size INTEGER,
+                footprint TEXT, gsd REAL, time TEXT, scene_id INTEGER NOT NULL);
+            CREATE INDEX images_scene ON images (scene_id);
+            CREATE INDEX images_time ON images (time);
+            CREATE TABLE scenes (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
+                sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER NOT NULL,
+                height INTEGER NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT, footprint TEXT, gsd REAL, time TEXT,
+                items INTEGER NOT NULL);
+            CREATE VIRTUAL TABLE footprints USING rtree(id, min_lon, max_lon, min_lat, max_lat);
             CREATE TABLE captions (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT NULL);
             CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
             """
         )
         db.executemany(
-            "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO images VALUES ({','.join('?' * 25)})",
             [
                 (
                     r.id,
@@ -111,8 +137,32 @@ def _write_meta(path: Path, content: VersionContent) -> None:
                     r.preprocessing,
                     *(r.bbox or (None, None, None, None)),
                     r.crs,
+                    *(r.window or (None, None, None, None)),
+                    r.window_size,
+                    r.footprint,
+                    r.gsd,
+                    r.time,
+                    r.scene_id,
                 )
                 for r in content.image_records
+            ],
+        )
+        db.executemany(
+            "INSERT INTO footprints VALUES (?,?,?,?,?)",
+            [
+                (r.id, bounds[0], bounds[2], bounds[1], bounds[3])
+                for r in content.image_records
+                if (bounds := _bounds(r.footprint)) is not None
+            ],
+        )
+        db.executemany(
+            f"INSERT INTO scenes VALUES ({','.join('?' * 20)})",
+            [
+                (
+                    s.id, s.source, s.path, s.sha256, s.bytes, s.mtime, s.width, s.height, s.bands, s.dtype,
+                    s.preprocessing, *(s.bbox or (None, None, None, None)), s.crs, s.footprint, s.gsd, s.time, s.items,
+                )
+                for s in content.scenes
             ],
         )
         db.executemany(

@@ -75,6 +75,36 @@ class StoreFields(BaseModel):
             recall_k=self.recall_k,
         )
 
+    tile_sizes: list[int] = Field(
+        [256],
+        min_length=1,
+        description="window sizes (px) an image larger than the smallest is cut into; each window is resized to "
+        "the model input. RSICD/RSITMD chips are 224-256 px",
+    )
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="fraction of a window shared with its neighbour")
+    bands: list[int] | None = Field(
+        None, description="1-based bands to read as R,G,B (3) or grey (1), e.g. 4,3,2; default: the file's RGB "
+        "colour bands, else its first three (or one) bands"
+    )
+    min_valid: float = Field(
+        0.5, ge=0.0, le=1.0, description="tiles with less of their pixels holding data are dropped"
+    )
+    max_tiles_per_scene: int = Field(50_000, ge=1, description="a scene needing more tiles is skipped, with the reason")
+
+    @field_validator("tile_sizes")
+    @classmethod
+    def _tile_sizes(cls, value: list[int]) -> list[int]:
+        if any(size < 16 for size in value):
+            raise ValueError("tile sizes must be at least 16 px")
+        return sorted(set(value))
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) not in (1, 3) or any(band < 1 for band in value)):
+            raise ValueError("bands must be 1 or 3 band numbers, counted from 1 (e.g. 4,3,2)")
+        return value
+
 
 class StoreConfig(StoreFields):
     """The identity of a store, saved at build time in ROOT/config.json."""

@@ -56,6 +56,8 @@ from typing import Any
 
 import faiss
 import numpy as np
+import shapely
+import shapely.geometry
 
 from index.layout import (
     CAPTIONS_INDEX,
@@ -67,6 +69,7 @@ from index.layout import (
     PROFILES,
     VERSION_FILES,
     VERSIONS,
+    content_id,
     file_sha256,
 )
 from index.vectors import set_search_parameter
@@ -128,7 +131,40 @@ class ImageRecord:
     dtype: str
     preprocessing: str  # how the file became 8-bit RGB (band selection, percentile scaling), "" when plain
     bbox: tuple[float, float, float, float] | None  # (min_x, min_y, max_x, max_y) in the CRS, GeoTIFF only
-    crs: int | None  # EPSG code, GeoTIFF only
+    crs: str | None  # "EPSG:n" (or WKT when the CRS has no authority code), georeferenced rasters only
+    window: tuple[int, int, int, int] | None = None  # x, y, width, height in scene pixels; None: the whole file
+    window_size: int | None = None  # the tile size the window was cut for
+    footprint: str | None = None  # GeoJSON geometry (EPSG:4326) of the item, georeferenced rasters only
+    gsd: float | None = None  # ground sample distance, metres per pixel
+    time: str | None = None  # acquisition time from the file's metadata, else its mtime; ISO-8601 UTC
+
+    @property
+    def scene_id(self) -> int:
+        """Every item of one file (its tiles, or the whole image) shares the file's content id."""
+        return content_id(self.sha256)
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """One indexed file: a scene cut into tiles, or a small image that is its own single item."""
+
+    id: int  # content id of the file
+    source: int
+    path: str
+    sha256: str
+    bytes: int
+    mtime: float
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    preprocessing: str
+    bbox: tuple[float, float, float, float] | None  # native bounds in `crs`
+    crs: str | None
+    footprint: str | None  # GeoJSON geometry (EPSG:4326)
+    gsd: float | None
+    time: str | None
+    items: int  # index items (tiles) of this scene
 
 
 @dataclass(frozen=True)
@@ -145,13 +181,27 @@ SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter lim
 SUBSET_EXACT_MAX = 300
 IMAGE_COLUMNS = (
     "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
-    "min_x, min_y, max_x, max_y, crs"
+    "min_x, min_y, max_x, max_y, crs, window_x, window_y, window_width, window_height, window_size, "
+    "footprint, gsd, time"
+)
+SCENE_COLUMNS = (
+    "id, source, path, sha256, bytes, mtime, width, height, bands, dtype, preprocessing, "
+    "min_x, min_y, max_x, max_y, crs, footprint, gsd, time, items"
 )
 
 
 def _image_record(row: tuple) -> ImageRecord:
     bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
-    return ImageRecord(*row[:11], bbox=bbox, crs=row[15])
+    window = None if row[16] is None else (row[16], row[17], row[18], row[19])
+    return ImageRecord(
+        *row[:11], bbox=bbox, crs=row[15], window=window, window_size=row[20], footprint=row[21], gsd=row[22],
+        time=row[23],
+    )
+
+
+def _scene_record(row: tuple) -> SceneRecord:
+    bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
+    return SceneRecord(*row[:11], bbox, *row[15:])
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -165,7 +215,10 @@ def read_manifest(path: Path) -> Manifest:
         raise IndexIntegrityError(f"{path} is not a JSON object")
     manifest = Manifest.from_dict(data)
     if manifest.format != FORMAT:
-        raise IndexIntegrityError(f"{path} has format {manifest.format!r}, expected {FORMAT!r}")
+        raise IndexIntegrityError(
+            f"{path} has format {manifest.format!r}, this version reads {FORMAT!r}: rebuild the index "
+            "(`posapl index build`; `posapl index update` rebuilds it too)"
+        )
     return manifest
 
 
@@ -463,6 +516,41 @@ class IndexVersion:
         """(path, reason) of every file the job could not index."""
         with self._lock:
             return self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+
+    def scene(self, scene_id: int) -> SceneRecord:
+        with self._lock:
+            row = self._db.execute(f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id = ?", (int(scene_id),)).fetchone()
+        if row is None:
+            raise KeyError(scene_id)
+        return _scene_record(row)
+
+    def ids_in_area(
+        self, bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """Ids of the items whose footprint intersects `bbox` (min_lon, min_lat, max_lon, max_lat) and/or the
+        GeoJSON `geometry` (both in EPSG:4326): the R*Tree narrows to bounding-box overlaps, shapely decides."""
+        areas = []
+        if bbox is not None:
+            areas.append(shapely.box(*bbox))
+        if geometry is not None:
+            areas.append(shapely.make_valid(shapely.geometry.shape(geometry)))
+        if not areas:
+            raise ValueError("ids_in_area needs a bbox or a geometry")
+        area = areas[0] if len(areas) == 1 else shapely.intersection(areas[0], areas[1])
+        if area.is_empty:
+            return np.zeros(0, dtype=np.int64)
+        min_lon, min_lat, max_lon, max_lat = area.bounds
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.id, i.footprint FROM footprints f JOIN images i ON i.id = f.id "
+                "WHERE f.max_lon >= ? AND f.min_lon <= ? AND f.max_lat >= ? AND f.min_lat <= ?",
+                (min_lon, max_lon, min_lat, max_lat),
+            ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        shapes = shapely.from_geojson([footprint for _, footprint in rows])
+        hit = shapely.intersects(shapes, area)
+        return np.array([row[0] for row, keep in zip(rows, hit) if keep], dtype=np.int64)
 
     def close(self) -> None:
         self._db.close()

@@ -19,6 +19,21 @@ from service.errors import ServiceError
 ID_PATTERN = "^(0|[1-9][0-9]{0,18})$"
 
 
+def _canonical(raw: str, what: str) -> int:
+    """The id as an integer, or a 422 naming the accepted form."""
+    if not is_canonical(raw) or len(raw) > 19:
+        raise ServiceError(
+            422,
+            f"invalid_{what}_id",
+            f"{what} ids are decimal integers without sign, spaces, separators or leading zeros (e.g. 1234); "
+            f"got {raw[:40]!r}",
+        )
+    value = int(raw)
+    if value > ID_MASK:
+        raise ServiceError(422, f"invalid_{what}_id", f"{what} ids are at most {ID_MASK}; got {raw}")
+    return value
+
+
 def parse_image_id(
     image_id: Annotated[
         str,
@@ -28,18 +43,23 @@ def parse_image_id(
         ),
     ],
 ) -> int:
-    """FastAPI dependency: the id as an integer, or a 422 naming the accepted form."""
-    if not is_canonical(image_id) or len(image_id) > 19:
-        raise ServiceError(
-            422,
-            "invalid_image_id",
-            f"image ids are decimal integers without sign, spaces, separators or leading zeros (e.g. 1234); "
-            f"got {image_id[:40]!r}",
-        )
-    value = int(image_id)
-    if value > ID_MASK:
-        raise ServiceError(422, "invalid_image_id", f"image ids are at most {ID_MASK}; got {image_id}")
-    return value
+    """FastAPI dependency for `/v1/images/{image_id}`."""
+    return _canonical(image_id, "image")
+
+
+def parse_scene_id(
+    scene_id: Annotated[
+        str,
+        PathParam(
+            description="scene id from a search hit (hit.scene.id): a decimal integer without sign, spaces or "
+            "leading zeros",
+            json_schema_extra={"pattern": ID_PATTERN},
+        ),
+    ],
+) -> int:
+    """FastAPI dependency for `/v1/scenes/{scene_id}`: scene ids are content ids like image ids."""
+    return _canonical(scene_id, "scene")
 
 
 ImageId = Annotated[int, Depends(parse_image_id)]
+SceneId = Annotated[int, Depends(parse_scene_id)]

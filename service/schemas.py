@@ -55,6 +55,19 @@ class TextSearchRequest(BaseModel):
     filters: SearchFilters | None = None
 
 
+class SceneRef(BaseModel):
+    id: int = Field(..., description="scene id (content id of the file the item comes from); GET /v1/scenes/{id}")
+    path: str = Field(..., description="the scene file, relative to the archive folder it was indexed from")
+
+
+class WindowRef(BaseModel):
+    x: int = Field(..., description="column of the window's top-left pixel in the scene")
+    y: int = Field(..., description="row of the window's top-left pixel")
+    width: int
+    height: int
+    size: int | None = Field(None, description="tile size the window was cut for; null for a whole small image")
+
+
 class ImageHit(BaseModel):
     id: int = Field(..., description="stable image id (from the content hash)")
     score: float
@@ -65,6 +78,30 @@ class ImageHit(BaseModel):
     thumbnail_url: str
     bbox: list[float] | None = None
     crs: str | None = None
+    view_url: str = Field("", description="the item as every browser shows it (PNG rendering of TIFF and tiles)")
+    scene: SceneRef | None = None
+    window: WindowRef | None = Field(None, description="pixel window of the scene this item covers")
+    footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326; null without georeferencing")
+    gsd: float | None = Field(None, description="ground sample distance, metres per pixel")
+    time: str | None = Field(None, description="acquisition time stated by the file, else its mtime (ISO-8601)")
+
+
+class SceneInfo(BaseModel):
+    id: int
+    path: str
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    preprocessing: str
+    crs: str | None
+    bounds: list[float] | None = Field(None, description="native bounds (min_x, min_y, max_x, max_y) in crs")
+    footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326")
+    gsd: float | None
+    time: str | None
+    items: int = Field(..., description="index items (tiles) of this scene")
+    image_url: str
+    overview_url: str
 
 
 class TextTimings(BaseModel):

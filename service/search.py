@@ -10,6 +10,7 @@ in no stage. Filter selection counts as search time.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.query_text import clean_query
 from service.ranking import rerank
-from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
+from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
 from service.settings import ServiceSettings
 
 Target = Literal["images", "captions"]
@@ -283,6 +284,11 @@ def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, em
     return "no caption bank: the index holds no re-ranking profiles, so results keep their similarity order"
 
 
+def _window(record: ImageRecord) -> WindowRef:
+    x, y, width, height = record.window or (0, 0, record.width, record.height)
+    return WindowRef(x=x, y=y, width=width, height=height, size=record.window_size)
+
+
 def image_hits(
     version: IndexVersion,
     ids: np.ndarray,
@@ -305,7 +311,13 @@ def image_hits(
                 image_url=f"/v1/images/{int(image_id)}",
                 thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
                 bbox=list(record.bbox) if record.bbox is not None else None,
-                crs=f"EPSG:{record.crs}" if record.crs is not None else None,
+                crs=record.crs,
+                view_url=f"/v1/images/{int(image_id)}/view",
+                scene=SceneRef(id=record.scene_id, path=record.path),
+                window=_window(record),
+                footprint=json.loads(record.footprint) if record.footprint is not None else None,
+                gsd=record.gsd,
+                time=record.time,
             )
         )
     return hits

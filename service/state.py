@@ -16,6 +16,7 @@ from posapl.model import POSAPL
 from posapl.pos import PosTagger
 from service.cache import LRUCache
 from service.encoding import QueryEncoder
+from service.imaging import Rendered
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.search import Searcher
@@ -31,7 +32,7 @@ class ServiceState:
     live: LiveIndex
     searcher: Searcher
     metrics: ServiceMetrics
-    thumbnails: LRUCache[int, bytes]
+    thumbnails: LRUCache[int, Rendered]
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod

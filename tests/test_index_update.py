@@ -66,7 +66,7 @@ def test_update_adds_new_skips_bad_and_removes_deleted(small_store, tiny_arch_pa
         for name, word in reasons.items():
             assert word in skipped[str(images / "incoming" / name)]
         geo = version.image(content_id(file_sha256(images / "new" / "scene.tif")))
-        assert geo.crs == 32633 and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
+        assert geo.crs == "EPSG:32633" and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
         assert geo.bands == 4 and geo.dtype == "uint16" and "percentiles" in geo.preprocessing
         assert geo.path == "new/scene.tif" and version.image_path(geo.id) == images / "new" / "scene.tif"
         new_ids = [content_id(file_sha256(p)) for p in added]
@@ -290,13 +290,14 @@ def test_index_vectors_match_the_shared_eval_transform(tiny_model, data_dir: Pat
     import torch
 
     from index.decode import decode_image
-    from index.embed import ArchiveImages, normalise
+    from index.embed import ArchiveImages, WorkItem, normalise
     from posapl.encode import encode_images
     from posapl.preprocess import eval_transform
 
     paths = [RSICD_TEST / rsicd_names(1)[0], data_dir / "ucm" / "images" / "1000.tif"]
-    dataset = ArchiveImages([("x", p) for p in paths], tiny_model.image_size, 10**7)
-    ours = normalise(torch.stack([dataset[i][1] for i in range(len(paths))]), tiny_model.device)
+    dataset = ArchiveImages([WorkItem("x", p) for p in paths], tiny_model.image_size, 10**7)
+    pixels = [torch.from_numpy(dataset[i].pixels.copy()).permute(2, 0, 1) for i in range(len(paths))]
+    ours = normalise(torch.stack(pixels), tiny_model.device)
     transform = eval_transform(tiny_model.image_size)
     reference = torch.stack([transform(decode_image(p, 10**7).image) for p in paths])
     assert torch.allclose(ours, reference, atol=1e-5)
