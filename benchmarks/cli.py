@@ -31,7 +31,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "rerank-agreement": ("benchmarks.rerank_agreement", "online vs offline re-ranking top-10 against profile size"),
     "index-throughput": ("benchmarks.index_throughput", "images/s of `posapl index build`"),
     "query-latency": ("benchmarks.query_latency", "/v1/search/text latency and throughput at 1/8/32 clients"),
-    "scale": ("benchmarks.scale", "1M synthetic vectors: exact vs IVF build, memory, latency, recall@10"),
+    "filtered-search": (
+        "benchmarks.filtered_search",
+        "exact filters: subset vs ID-selector crossover; filtered vs unfiltered latency at 100k items",
+    ),
+    "scale": ("benchmarks.scale", "1M embedding-like vectors: exact vs the auto-chosen index, latency, recall@10"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
 }
 

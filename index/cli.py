@@ -141,6 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         const="ivf",
         help="IVF-Flat image index instead of exact search (archives above ~1M images)",
     )
+    build.add_argument(
+        "--index-kind", choices=["auto", "flat", "hnsw", "ivf", "ivf-sq8"], help="image index (default auto: by size)"
+    )
     build.add_argument("--nlist", type=int, help="IVF lists (capped at images/39)")
     build.add_argument("--nprobe", type=int, help="IVF lists searched per query")
     build.add_argument("--max-pixels", type=int, help="larger images are skipped as decompression bombs")

@@ -265,8 +265,8 @@ def _content(
     image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
     image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    image_index, index_info = build_index(image_vectors, image_ids, spec)
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
+    image_index, index_info = build_index(image_vectors, image_ids, spec, queries=caption_vectors)
+    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
     profiles, profile_info = compute_profiles(
         image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles
     )
@@ -352,7 +352,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
         caption_texts, caption_vectors, captions_reused = _captions(model, config, live, digest, settings.batch_size)
-        spec = IndexSpec(kind=config.index_kind, nlist=config.nlist, nprobe=config.nprobe)
+        spec = config.index_spec()
         counts = {
             "files": len(files),
             "duplicates": len(files) - len(chosen),

@@ -161,6 +161,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             [(i, text, source) for i, (text, source) in enumerate(content.caption_texts)],
         )
         db.executemany("INSERT INTO skipped VALUES (?,?)", content.skipped)
+        db.execute("CREATE INDEX images_mtime ON images (mtime)")  # time filters select by range, not by scan
         db.commit()
     finally:
         db.close()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.layout import CONFIG
+from index.vectors import FLAT_MAX_VECTORS, IndexSpec
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from posapl.rerank import DEFAULT_PROFILE_POINTS
 
@@ -28,9 +29,11 @@ class StoreFields(BaseModel):
     pretrained: str = DEFAULT_PRETRAINED
     arch: str = DEFAULT_ARCH
     preset: Literal["rsitmd", "rsicd"] = "rsitmd"
-    index_kind: Literal["flat", "ivf"] = "flat"
-    nlist: int = Field(4096, ge=1)
-    nprobe: int = Field(32, ge=1)
+    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivf-sq8"] = Field(
+        "auto", description="image index; auto chooses by archive size and memory budget (index.vectors)"
+    )
+    nlist: int | None = Field(None, ge=1, description="IVF lists; None = about 4*sqrt(images)")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists searched; None = tuned to the recall target")
     max_pixels: int = Field(40_000_000, ge=1, description="decoded pixels above this are a decompression bomb")
     keep_versions: int = Field(3, ge=1)
     keep_missing: bool = Field(False, description="update keeps entries whose files are gone")
@@ -47,6 +50,28 @@ class StoreFields(BaseModel):
         if value == 1:
             raise ValueError("profile_points must be 0 (whole profile) or at least 2")
         return value
+
+    ef_search: int | None = Field(None, ge=1, description="HNSW efSearch; None = tuned to the recall target")
+    hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
+    flat_max_vectors: int = Field(FLAT_MAX_VECTORS, ge=0, description="auto: exact search below this many images")
+    index_memory_mib: int | None = Field(
+        None, ge=1, description="auto: memory budget of the image index; compressed codes only above it"
+    )
+    recall_target: float = Field(0.99, gt=0, le=1, description="recall@recall_k an approximate index is tuned to")
+    recall_k: int = Field(100, ge=1, description="K' of the recall target (the service's re-ranking candidates)")
+
+    def index_spec(self) -> IndexSpec:
+        return IndexSpec(
+            kind=self.index_kind,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
+            hnsw_m=self.hnsw_m,
+            ef_search=self.ef_search,
+            flat_max=self.flat_max_vectors,
+            memory_mib=self.index_memory_mib,
+            recall_target=self.recall_target,
+            recall_k=self.recall_k,
+        )
 
 
 class StoreConfig(StoreFields):

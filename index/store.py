@@ -16,6 +16,12 @@ Contract (names are stable; see index.layout for the files):
         .caption_index: faiss.Index   ids = caption ids (int64)
         .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result)
         .search_captions(queries, k) -> same, over the caption bank
+        .search_images_in(queries, k, ids) -> same, ranking only the given image ids (a filter's matches), all
+                                               of them eligible: exact scoring of their stored vectors for a
+                                               small set, a FAISS search restricted by an ID selector for a
+                                               large one (SUBSET_EXACT_MAX is the measured crossover)
+        .image_ids_in_time(min_mtime, max_mtime) -> int64 ids whose mtime is within the bounds (None = open)
+        .image_ids_in_bbox(bbox) -> int64 ids whose native bounds intersect (min_x, min_y, max_x, max_y)
         .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
@@ -30,7 +36,8 @@ Contract (names are stable; see index.layout for the files):
         .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
 
     Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
-        fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, nlist, nprobe),
+        fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, its parameters
+        such as nlist/nprobe or hnsw_m/ef_search, measured recall; see index.vectors),
         sources (absolute image folders), caption_sources, files ({name: {sha256, bytes}}), raw (the dict)
 
 A reader that fails to open a new version (IndexIntegrityError) should keep serving the version it has.
@@ -64,6 +71,7 @@ from index.layout import (
     content_id,
     file_sha256,
 )
+from index.vectors import set_search_parameter
 
 
 class IndexIntegrityError(ValueError):
@@ -166,6 +174,9 @@ class CaptionRecord:
 
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
+# Up to this many ids, gathering their stored vectors and scoring them exactly beats a FAISS search with an ID
+# selector over the whole index (filtered-search rows of benchmarks/RESULTS.md); above it the selector wins.
+SUBSET_EXACT_MAX = 1000
 IMAGE_COLUMNS = (
     "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
     "min_x, min_y, max_x, max_y, crs, window_x, window_y, window_width, window_height, window_size, "
@@ -241,7 +252,9 @@ class IndexVersion:
             self.caption_index = faiss.read_index(str(path / CAPTIONS_INDEX))
         except RuntimeError as exc:
             raise IndexIntegrityError(f"{path}: unreadable FAISS index: {exc}") from exc
-        self._set_nprobe()
+        set_search_parameter(self.image_index, self.manifest.index)
+        self._cpu_image_index = self.image_index  # the subset search runs on the CPU copy
+        self._id_rows: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
@@ -252,11 +265,6 @@ class IndexVersion:
             if isinstance(exc, sqlite3.Error):
                 raise IndexIntegrityError(f"{path}: unreadable metadata: {exc}") from exc
             raise
-
-    def _set_nprobe(self) -> None:
-        nprobe = self.manifest.index.get("nprobe")
-        if nprobe:
-            faiss.extract_index_ivf(self.image_index).nprobe = int(nprobe)
 
     def _load_profiles(self, path: Path) -> None:
         try:
@@ -309,6 +317,105 @@ class IndexVersion:
 
     def search_captions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._search(self.caption_index, queries, k)
+
+    def search_images_in(
+        self, queries: np.ndarray, k: int, ids: np.ndarray, method: str = "auto"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of `ids` only (every one of them is a candidate), as `search_images` returns them.
+        `method` "exact" or "selector" forces one strategy (for measuring the crossover)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
+            raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        k = max(1, k)
+        if len(ids) == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if method == "selector" or (method == "auto" and len(ids) > SUBSET_EXACT_MAX):
+            scores, found = self._search_selected(queries, min(k, len(ids)), ids)
+            if method == "selector" or (found >= 0).sum(axis=1).min() >= min(k, len(ids)):
+                return _pad(scores, found, k)
+            # an approximate index can miss members of a sparse selection: score them all exactly instead
+        return _pad(*self._score_exactly(queries, min(k, len(ids)), ids), k)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted ids, row of each) of an IndexIDMap2 image index, built once per version; None for IVF."""
+        index = self._cpu_image_index
+        if not isinstance(index, faiss.IndexIDMap2):
+            return None
+        with self._lock:
+            if self._id_rows is None:
+                id_map = faiss.vector_to_array(index.id_map).astype(np.int64)
+                order = np.argsort(id_map, kind="stable")
+                self._id_rows = (id_map[order], order)
+        return self._id_rows
+
+    def _flat_vectors(self) -> np.ndarray | None:
+        """The float vectors of an IDMap2 index over Flat or HNSW-Flat storage, as a view (no copy)."""
+        index = self._cpu_image_index
+        if not isinstance(index, faiss.IndexIDMap2):
+            return None
+        inner = faiss.downcast_index(index.index)
+        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        if not isinstance(storage, faiss.IndexFlat) or storage.ntotal == 0:
+            return None
+        return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, storage.d)
+
+    def _score_exactly(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        matrix, rows = self._flat_vectors(), self._rows()
+        if matrix is not None and rows is not None:
+            vectors = matrix[rows[1][np.searchsorted(rows[0], ids)]]
+        else:
+            vectors = self._cpu_image_index.reconstruct_batch(ids)
+        scores = queries @ vectors.T  # (Q, m)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top]
+
+    def _search_selected(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search restricted to `ids`: a bitmap over the rows of an IDMap2 index's inner index (one bit
+        test per vector, no hashing), or a hash set of ids inside an IVF index's lists."""
+        index = self._cpu_image_index
+        rows = self._rows()
+        if rows is not None:
+            sorted_ids, order = rows
+            members = order[np.searchsorted(sorted_ids, ids)]
+            bits = np.zeros((index.ntotal + 7) // 8, dtype=np.uint8)
+            np.bitwise_or.at(bits, members >> 3, (1 << (members & 7)).astype(np.uint8))
+            selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
+            inner = faiss.downcast_index(index.index)
+            if isinstance(inner, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(inner.hnsw.efSearch, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+            scores, found = inner.search(queries, k, params=params)
+            id_map = faiss.vector_to_array(index.id_map) if found.size else np.zeros(0, np.int64)
+            return scores, np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
+        selector = faiss.IDSelectorBatch(ids)
+        ivf = faiss.extract_index_ivf(index)
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+        return index.search(queries, k, params=params)
+
+    def image_ids_in_time(self, min_mtime: float | None, max_mtime: float | None) -> np.ndarray:
+        clauses, values = [], []
+        if min_mtime is not None:
+            clauses.append("mtime >= ?")
+            values.append(min_mtime)
+        if max_mtime is not None:
+            clauses.append("mtime <= ?")
+            values.append(max_mtime)
+        return self._ids_where(" AND ".join(clauses) or "1", values)
+
+    def image_ids_in_bbox(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """Images with native bounds that intersect `bbox`; images without bounds never match."""
+        min_x, min_y, max_x, max_y = bbox
+        return self._ids_where(
+            "min_x IS NOT NULL AND max_x >= ? AND min_x <= ? AND max_y >= ? AND min_y <= ?",
+            [min_x, max_x, min_y, max_y],
+        )
+
+    def _ids_where(self, where: str, values: list[float]) -> np.ndarray:
+        with self._lock:
+            cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
+            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
     def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         index = faiss.index_gpu_to_cpu(self.image_index) if hasattr(self, "_gpu_resources") else self.image_index
@@ -471,6 +578,17 @@ class IndexStore:
         if not path.is_dir():
             raise IndexIntegrityError(f"{self.root}: version {number} does not exist")
         return IndexVersion(number, path, verify=verify)
+
+
+def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Widen (Q, k') results to (Q, k) with FAISS's "no result" (-1, -inf) when fewer than k exist."""
+    if scores.shape[1] >= k:
+        return scores, ids
+    extra = k - scores.shape[1]
+    return (
+        np.pad(scores, ((0, 0), (0, extra)), constant_values=-np.inf).astype(np.float32),
+        np.pad(ids, ((0, 0), (0, extra)), constant_values=-1),
+    )
 
 
 def open_version(root: str | Path, number: int | None = None, verify: bool = True) -> IndexVersion:

@@ -11,7 +11,7 @@ RerankMethod = Literal["none", "multivariate", "reciprocal"]
 
 
 class SearchFilters(BaseModel):
-    """Metadata filters applied to the FAISS candidates before re-ranking."""
+    """Metadata filters: they select every matching image first; only those are ranked (exact semantics)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +120,10 @@ class TextSearchResponse(BaseModel):
     results: list[ImageHit]
     index_version: int
     timings_ms: TextTimings
+    matched: int | None = Field(
+        None, description="images that matched the filters (all of them were ranked); null without filters"
+    )
+    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
 
 
 class CaptionHit(BaseModel):
@@ -144,6 +148,21 @@ class ImageSearchResponse(BaseModel):
     images: list[ImageHit]
     index_version: int
     timings_ms: ImageTimings
+    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
+
+
+class ImageIndexInfo(BaseModel):
+    """How the image index searches: chosen at build time by archive size (see the README's index section)."""
+
+    kind: str = Field(..., description="flat (exact), ivf, ivf-sq8 or hnsw")
+    reason: str | None = Field(None, description="why this kind: auto rule or an explicit setting")
+    nlist: int | None = None
+    nprobe: int | None = None
+    hnsw_m: int | None = None
+    ef_search: int | None = None
+    recall: float | None = Field(None, description="recall@recall_k against exact search, measured at build time")
+    recall_k: int | None = None
+    tuning_queries: str | None = Field(None, description="the held-out queries the recall was measured on")
 
 
 class IndexInfo(BaseModel):
@@ -153,6 +172,7 @@ class IndexInfo(BaseModel):
     embedding_dim: int
     images: int
     captions: int
+    image_index: ImageIndexInfo | None = None
 
 
 class Health(BaseModel):

@@ -1,8 +1,10 @@
 """The two retrieval pipelines (text → images, image → captions + images), each timed per stage.
 
-Text: normalise → (cache | micro-batched POS tagging + encoding) → micro-batched FAISS search of K'
-candidates → metadata filters → online re-rank → top k. A batched stage reports the run time of the
-batch the request rode in; time spent queueing for a batch shows in `total` but in no stage.
+Text: normalise → (cache | micro-batched POS tagging + encoding) → [filters: SQL over the metadata selects
+every matching id] → FAISS search of the K' best (unfiltered queries are micro-batched into one FAISS call;
+a filtered query ranks only its matching ids, as its own job) → online re-rank → top k. A batched stage
+reports the run time of the batch the request rode in; time spent queueing for a batch shows in `total` but
+in no stage. Filter selection counts as search time.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, Search
 from service.settings import ServiceSettings
 
 Target = Literal["images", "captions"]
-FILTER_OVERFETCH = 10
 # Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
 # vectors for all queries). faiss-gpu 1.15's default threshold (128000 queries) never uses BLAS for
 # online batches; on the 2-core CPU with 100k x 512 vectors BLAS costs ~2.5 single scans whatever the batch
@@ -45,6 +46,7 @@ class SearchJob:
     target: Target
     vector: np.ndarray
     k: int
+    among: np.ndarray | None = None  # image ids a filter selected: rank only these
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class TextOutcome:
     rerank: RerankMethod
     version: int
     timings_ms: dict[str, float]
+    matched: int | None = None
+    rerank_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ImageOutcome:
     rerank: RerankMethod
     version: int
     timings_ms: dict[str, float]
+    rerank_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,10 +78,16 @@ class Candidates:
 
 
 def run_searches(jobs: list[SearchJob]) -> list[Candidates]:
-    """One FAISS call per (version, target) group: a batch of queries costs far less than one call each."""
+    """One FAISS call per (version, target) group of unfiltered jobs: a batch of queries costs far less than one
+    call each. A filtered job ranks its own id set, so it runs alone."""
     results: list[Candidates | None] = [None] * len(jobs)
     groups: dict[tuple[int, Target], list[int]] = {}
     for i, job in enumerate(jobs):
+        if job.among is not None:
+            scores, ids = job.version.search_images_in(job.vector[None, :], job.k, job.among)
+            keep = ids[0] >= 0
+            results[i] = Candidates(ids[0][keep], scores[0][keep])
+            continue
         groups.setdefault((id(job.version), job.target), []).append(i)
     for members in groups.values():
         first = jobs[members[0]]
@@ -192,21 +203,25 @@ class Searcher:
         version = self.live.snapshot()
         searched = time.perf_counter()
         k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
-        if filters is not None:
-            k_prime = max(k_prime, k * FILTER_OVERFETCH)
-        candidates = (await self.search_batcher.submit(SearchJob(version, "images", vector, k_prime))).value
+        among = None
+        if filters is not None and filters.model_fields_set:
+            among = await asyncio.to_thread(matching_ids, version, filters)
+        if among is not None and len(among) == 0:
+            candidates = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        else:
+            job = SearchJob(version, "images", vector, k_prime, among)
+            candidates = (await self.search_batcher.submit(job)).value
         search_ms = (time.perf_counter() - searched) * 1000.0
         ranked = time.perf_counter()
-        ids, scores, records = _filtered(version, candidates, filters)
+        ids, scores = candidates.ids, candidates.scores
         applied: RerankMethod = "none"
         if method != "none" and len(ids):
-            ids, scores, order, applied = rerank(
+            ids, scores, _, applied = rerank(
                 method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
                 self.settings.reciprocal_alpha,
             )
-            records = [records[i] for i in order] if records is not None else None
         rerank_ms = (time.perf_counter() - ranked) * 1000.0
-        hits = image_hits(version, ids[:k], scores[:k], records[:k] if records is not None else None)
+        hits = image_hits(version, ids[:k], scores[:k])
         timings = {
             "pos": pos_ms,
             "encode": encode_ms,
@@ -215,7 +230,9 @@ class Searcher:
             "total": (time.perf_counter() - started) * 1000.0,
         }
         self.metrics.observe_stages("text", timings)
-        return TextOutcome(caption, pos, hits, applied, version.number, timings)
+        note = rerank_note(method, applied, len(ids), "no image matched the filters" if among is not None else "")
+        matched = None if among is None else len(among)
+        return TextOutcome(caption, pos, hits, applied, version.number, timings, matched, note)
 
     async def _image(
         self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
@@ -250,35 +267,33 @@ class Searcher:
             "total": decode_ms + (time.perf_counter() - started) * 1000.0,
         }
         self.metrics.observe_stages("image", timings)
-        return ImageOutcome(captions, images, applied, version.number, timings)
+        note = rerank_note(method, applied, len(caption_ids), "the caption bank is empty")
+        return ImageOutcome(captions, images, applied, version.number, timings, note)
 
 
-def _matches(record: ImageRecord | None, filters: SearchFilters) -> bool:
-    if record is None:
-        return False
-    if filters.min_mtime is not None and record.mtime < filters.min_mtime:
-        return False
-    if filters.max_mtime is not None and record.mtime > filters.max_mtime:
-        return False
+def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
+    """Every image id the filters select, from the metadata alone (never from ranked candidates), so that
+    ranking afterwards sees all of them. Each filter is one store call; several are intersected."""
+    selections = []
+    if filters.min_mtime is not None or filters.max_mtime is not None:
+        selections.append(version.image_ids_in_time(filters.min_mtime, filters.max_mtime))
     if filters.bbox is not None:
-        if record.bbox is None:
-            return False
-        min_x, min_y, max_x, max_y = filters.bbox
-        r_min_x, r_min_y, r_max_x, r_max_y = record.bbox
-        if r_max_x < min_x or r_min_x > max_x or r_max_y < min_y or r_min_y > max_y:
-            return False
-    return True
+        selections.append(version.image_ids_in_bbox(filters.bbox))
+    if not selections:
+        return version.image_ids()
+    ids = selections[0]
+    for other in selections[1:]:
+        ids = np.intersect1d(ids, other, assume_unique=True)
+    return ids
 
 
-def _filtered(
-    version: IndexVersion, candidates: Candidates, filters: SearchFilters | None
-) -> tuple[np.ndarray, np.ndarray, list[ImageRecord | None] | None]:
-    """Apply metadata filters; returns the surviving ids, scores and (when fetched) their records."""
-    if filters is None or not filters.model_fields_set:
-        return candidates.ids, candidates.scores, None
-    records = version.images(candidates.ids)
-    keep = [i for i, record in enumerate(records) if _matches(record, filters)]
-    return candidates.ids[keep], candidates.scores[keep], [records[i] for i in keep]
+def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:
+    """Why a requested re-ranking was not applied (None when it was, or none was asked for)."""
+    if method == "none" or applied != "none":
+        return None
+    if candidates == 0:
+        return f"no candidates to re-rank ({empty_reason})" if empty_reason else "no candidates to re-rank"
+    return "no caption bank: the index holds no re-ranking profiles, so results keep their similarity order"
 
 
 def _window(record: ImageRecord) -> WindowRef:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from service.errors import error_responses
-from service.schemas import Health, IndexInfo, Readiness
+from service.schemas import Health, ImageIndexInfo, IndexInfo, Readiness
 from service.state import ServiceState, get_state
 
 router = APIRouter()
@@ -47,6 +47,9 @@ async def index_info(state: State) -> IndexInfo:
         embedding_dim=manifest.dim,
         images=manifest.counts.get("images", 0),
         captions=manifest.counts.get("captions", 0),
+        image_index=ImageIndexInfo.model_validate(
+            {key: value for key, value in manifest.index.items() if key in ImageIndexInfo.model_fields}
+        ),
     )
 
 

@@ -51,6 +51,8 @@ async def _text_search(
         results=outcome.hits,
         index_version=outcome.version,
         timings_ms=TextTimings(**outcome.timings_ms),
+        matched=outcome.matched,
+        rerank_note=outcome.rerank_note,
     )
 
 
@@ -139,4 +141,5 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         images=outcome.images,
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
+        rerank_note=outcome.rerank_note,
     )
