@@ -131,6 +131,7 @@ class TextSearchRequest(BaseModel):
 class SceneRef(BaseModel):
     id: int = Field(..., description="scene id (content id of the file the item comes from); GET /v1/scenes/{id}")
     path: str = Field(..., description="the scene file, relative to the archive folder it was indexed from")
+    url: str = Field("", description="/v1/scenes/{id} (ids exceed JavaScript's exact integers: use this)")
 
 
 class WindowRef(BaseModel):

@@ -385,7 +385,7 @@ def image_hits(
                 bbox=list(record.bbox) if record.bbox is not None else None,
                 crs=record.crs,
                 view_url=f"/v1/images/{int(image_id)}/view",
-                scene=SceneRef(id=record.scene_id, path=record.path),
+                scene=SceneRef(id=record.scene_id, path=record.path, url=f"/v1/scenes/{record.scene_id}"),
                 window=_window(record),
                 footprint=json.loads(record.footprint) if record.footprint is not None else None,
                 gsd=record.gsd,

@@ -76,6 +76,8 @@ async function searchText(event) {
   const query = $("query").value;
   const body = { query, k: Number($("k").value) };
   if ($("rerank").value) body.rerank = $("rerank").value;
+  const mapFilters = window.posaplMap ? window.posaplMap.filters() : {};
+  if (Object.keys(mapFilters).length) body.filters = { ...(body.filters || {}), ...mapFilters };
   showError($("search-error"), "");
   $("search-meta").textContent = "searching…";
   const response = await fetch("/v1/search/text", {
@@ -93,6 +95,7 @@ async function searchText(event) {
   const data = await response.json();
   renderPos(data.normalized_query, data.pos);
   renderGrid($("results"), data.results);
+  if (window.posaplMap) window.posaplMap.showResults(data.results);
   const t = data.timings_ms;
   $("search-meta").textContent =
     `${data.results.length} images · index v${data.index_version} · re-rank ${data.rerank} · ` +
