@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 from api_support import DATA, LiveServer, model_env, start_server
+from rasterio.warp import transform_bounds
 
 COUNT = 400  # RSICD images: well above K' = 100, so an image can rank outside every query's top K'
 OLD, GEO_A, GEO_B, NEW = 1.0e9, 1.2e9, 1.3e9, 1.7e9  # mtimes
@@ -151,10 +152,14 @@ def test_bbox_and_combined_filters_select_exactly(client: httpx.Client) -> None:
         body = search(client, QUERIES[1], k=10, filters=filters)
         return sorted(hit["path"] for hit in body["results"]), body["matched"]
 
-    # native bounds: geo0 x 500000-500640, geo1 520000-520640, geo2 540000-540640; y 3999520-4000000
-    assert ids(bbox=[519000, 3999000, 545000, 4001000]) == (["geo1.tif", "geo2.tif"], 2)
-    assert ids(bbox=[499000, 3999000, 521000, 4001000], min_mtime=1.25e9) == (["geo1.tif"], 1)
-    assert ids(bbox=[499000, 3999000, 545000, 4001000], max_mtime=1.25e9) == (["geo0.tif"], 1)
+    # native bounds: geo0 x 500000-500640, geo1 520000-520640, geo2 540000-540640; y 3999520-4000000 (UTM 33N);
+    # the filter takes lon/lat
+    def lonlat(min_x: float, max_x: float) -> list[float]:
+        return list(transform_bounds("EPSG:32633", "EPSG:4326", min_x, 3999000, max_x, 4001000))
+
+    assert ids(bbox=lonlat(519000, 545000)) == (["geo1.tif", "geo2.tif"], 2)
+    assert ids(bbox=lonlat(499000, 521000), min_mtime=1.25e9) == (["geo1.tif"], 1)
+    assert ids(bbox=lonlat(499000, 545000), max_mtime=1.25e9) == (["geo0.tif"], 1)
     assert ids(bbox=[0, 0, 10, 10]) == ([], 0)
     in_window = search(client, QUERIES[1], k=10, filters={"min_mtime": 1.1e9, "max_mtime": 1.4e9})
     assert in_window["matched"] == 3 and len(in_window["results"]) == 3

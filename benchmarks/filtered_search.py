@@ -2,16 +2,20 @@
 latency against a real `posapl serve` at 100k items with a time or area filter matching 100 of them.
 
 Archive vectors are embedding-like (benchmarks.embedding_like: mixtures of the random-weight model's RSICD
-image embeddings plus noise); item i has mtime i and native bounds (x, y, x+1, y+1) with x = i mod 1000,
-y = i div 1000, so a time window or a 10 x 10 box selects exactly 100 items. Every filtered answer must
+image embeddings plus noise). Item i sits at column x = (i-1) mod 1000, row y = (i-1) div 1000 of a grid of
+WGS84 footprints, CELL degrees a side (about 1 km tiles) starting at (ORIGIN_LON, ORIGIN_LAT); it has mtime i
+and was acquired i minutes after ACQUIRED_FROM. A time window, an acquisition-time window or a lon/lat box
+over 10 x 10 cells (through the footprint R*Tree) each select exactly 100 items. Every filtered answer must
 hold k results and report matched = 100, or the run fails: a fast answer that drops matches is no answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,9 @@ from benchmarks.server_process import free_port
 from benchmarks.synthetic_store import publish_synthetic_store
 
 GRID = 1000  # items per row of the synthetic footprint grid
+CELL = 0.01  # degrees per footprint side
+ORIGIN_LON, ORIGIN_LAT = -10.0, 40.0
+ACQUIRED_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,13 +54,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10)
 
 
+def _lon(x: float) -> float:
+    return ORIGIN_LON + x * CELL
+
+
+def _lat(y: float) -> float:
+    return ORIGIN_LAT + y * CELL
+
+
+def _footprint(x: int, y: int) -> str:
+    west, south, east, north = _lon(x), _lat(y), _lon(x + 1), _lat(y + 1)
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return json.dumps({"type": "Polygon", "coordinates": [ring]})
+
+
 def _records(count: int) -> list:
     from index.store import ImageRecord
 
     return [
-        ImageRecord(i, 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, float(i), 3, "uint8", "",
-                    (float((i - 1) % GRID), float((i - 1) // GRID), float((i - 1) % GRID) + 1,
-                     float((i - 1) // GRID) + 1), 32633)
+        ImageRecord(i, 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, float(i), 3, "uint8", "", None, None,
+                    footprint=_footprint((i - 1) % GRID, (i - 1) // GRID),
+                    time=(ACQUIRED_FROM + timedelta(minutes=i)).isoformat())
         for i in range(1, count + 1)
     ]
 
@@ -151,13 +172,15 @@ def run(args: argparse.Namespace) -> list[Result]:
     print(f"store of {count} items built in {build_s:.0f} s: {index_info}", flush=True)
     results = _crossover(work / "index", caption_vectors, sizes, repeat, args.k)
 
-    side = 10  # a side x side box of the footprint grid, and a time window of the same count
+    side = 10  # a side x side box of the footprint grid, and time windows of the same count
     x0, y0 = GRID // 2, max(0, min(5, count // GRID - side))
-    area = [x0 + 0.2, y0 + 0.2, x0 + side - 0.2, y0 + side - 0.2]
+    area = [_lon(x0 + 0.2), _lat(y0 + 0.2), _lon(x0 + side - 0.2), _lat(y0 + side - 0.2)]
     first = y0 * GRID + x0 + 1
     cells = {
         "none": None,
         "time": {"min_mtime": float(first), "max_mtime": float(first + side * side - 1)},
+        "acquired": {"time_from": (ACQUIRED_FROM + timedelta(minutes=first)).isoformat(),
+                     "time_to": (ACQUIRED_FROM + timedelta(minutes=first + side * side - 1)).isoformat()},
         "area": {"bbox": area},
         "area+time": {"bbox": area, "min_mtime": 0.0},
     }

@@ -22,7 +22,8 @@ Contract (names are stable; see index.layout for the files):
                                                large one (SUBSET_EXACT_MAX is the measured crossover)
         .image_ids_in_time(min_mtime, max_mtime, among=None) -> int64 ids whose mtime is within the bounds
                                                (None = open), optionally only among given ids
-        .image_ids_in_bbox(bbox) -> int64 ids whose native bounds intersect (min_x, min_y, max_x, max_y)
+        .image_ids_acquired(start, end) -> int64 ids whose acquisition time (ISO-8601) is within the bounds
+        .ids_in_area(bbox, geometry) -> int64 ids whose WGS84 footprint intersects a lon/lat box and/or geometry
         .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
@@ -51,6 +52,7 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -422,15 +424,19 @@ class IndexVersion:
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    def image_ids_in_bbox(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
-        """Images with native bounds that intersect `bbox`; images without bounds never match."""
-        min_x, min_y, max_x, max_y = bbox
-        return self._ids_where(
-            "min_x IS NOT NULL AND max_x >= ? AND min_x <= ? AND max_y >= ? AND min_y <= ?",
-            [min_x, max_x, min_y, max_y],
-        )
+    def image_ids_acquired(self, start: datetime | None, end: datetime | None) -> np.ndarray:
+        """Items acquired within [start, end] (None = open). julianday() compares instants, whatever UTC offset
+        a stored time was written with."""
+        clauses, values = [], []
+        if start is not None:
+            clauses.append("julianday(time) >= julianday(?)")
+            values.append(start.isoformat())
+        if end is not None:
+            clauses.append("julianday(time) <= julianday(?)")
+            values.append(end.isoformat())
+        return self._ids_where(" AND ".join(["time IS NOT NULL", *clauses]), values)
 
-    def _ids_where(self, where: str, values: list) -> np.ndarray:
+    def _ids_where(self, where: str, values: list[float | str]) -> np.ndarray:
         with self._lock:
             cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime, time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
+import shapely
+from geojson_pydantic.geometries import Geometry
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationInfo, field_validator, model_validator
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
+LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
 
 
 class SearchFilters(BaseModel):
@@ -16,7 +20,18 @@ class SearchFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bbox: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] | None = Field(
-        None, description="min_x, min_y, max_x, max_y in the images' CRS; keeps images whose bounds intersect it"
+        None,
+        description="min_lon, min_lat, max_lon, max_lat in EPSG:4326; keeps items whose footprint intersects it "
+        "(items without georeferencing never match)",
+    )
+    intersects: Geometry | None = Field(
+        None, description="GeoJSON geometry in EPSG:4326; keeps items whose footprint intersects it"
+    )
+    time_from: datetime | None = Field(
+        None, description="keep items acquired at or after this time (ISO-8601 date or date-time; UTC if no zone)"
+    )
+    time_to: datetime | None = Field(
+        None, description="keep items acquired at or before this time (a date alone includes that whole day)"
     )
     min_mtime: float | None = Field(None, strict=True, description="keep images modified at or after this Unix time")
     max_mtime: float | None = Field(None, strict=True, description="keep images modified at or before this Unix time")
@@ -28,9 +43,55 @@ class SearchFilters(BaseModel):
             return value
         if not all(math.isfinite(v) for v in value):
             raise ValueError("bbox values must be finite numbers")
+        if not all(-180 <= value[i] <= 180 for i in (0, 2)):
+            raise ValueError("bbox longitudes must be within [-180, 180] (order: min_lon, min_lat, max_lon, max_lat)")
+        if not all(-90 <= value[i] <= 90 for i in (1, 3)):
+            raise ValueError("bbox latitudes must be within [-90, 90] (order: min_lon, min_lat, max_lon, max_lat)")
         if value[0] > value[2] or value[1] > value[3]:
-            raise ValueError("bbox must be [min_x, min_y, max_x, max_y] with min <= max")
+            raise ValueError("bbox must be [min_lon, min_lat, max_lon, max_lat] with min <= max")
         return value
+
+    @field_validator("intersects")
+    @classmethod
+    def _geometry_on_earth(cls, value: Geometry | None) -> Geometry | None:
+        if value is None:
+            return value
+        try:
+            shape = shapely.geometry.shape(value.model_dump(exclude_none=True))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"intersects is not a usable geometry: {exc}") from None
+        if shape.is_empty:
+            raise ValueError("intersects is an empty geometry")
+        min_lon, min_lat, max_lon, max_lat = shape.bounds
+        if not all(math.isfinite(v) for v in shape.bounds):
+            raise ValueError("intersects coordinates must be finite numbers")
+        if min_lon < -180 or max_lon > 180 or min_lat < -90 or max_lat > 90:
+            raise ValueError("intersects coordinates must be lon in [-180, 180], lat in [-90, 90] (EPSG:4326)")
+        return value
+
+    @field_validator("time_from", "time_to", mode="before")
+    @classmethod
+    def _iso_time(cls, value: object, info: ValidationInfo) -> object:
+        """A date alone is a whole day: from its first moment, or to its last one."""
+        if not isinstance(value, str):
+            if value is None:
+                return value
+            raise ValueError("must be an ISO-8601 date or date-time string")
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                return datetime.combine(day, time.min if info.field_name == "time_from" else LAST_MOMENT, UTC)
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not an ISO-8601 date (2021-06-30) or date-time") from None
+
+    @field_validator("time_from", "time_to")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
     @field_validator("min_mtime", "max_mtime")
     @classmethod
@@ -43,7 +104,14 @@ class SearchFilters(BaseModel):
     def _ordered(self) -> SearchFilters:
         if self.min_mtime is not None and self.max_mtime is not None and self.min_mtime > self.max_mtime:
             raise ValueError("min_mtime is after max_mtime")
+        if self.time_from is not None and self.time_to is not None and self.time_from > self.time_to:
+            raise ValueError("time_from is after time_to")
         return self
+
+    @property
+    def area(self) -> bool:
+        """True when a geographic filter is set (only georeferenced items can match)."""
+        return self.bbox is not None or self.intersects is not None
 
 
 class TextSearchRequest(BaseModel):
@@ -53,11 +121,17 @@ class TextSearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=100, strict=True, description="number of images to return (a JSON integer)")
     rerank: RerankMethod | None = Field(None, description="re-ranking method; the server default when omitted")
     filters: SearchFilters | None = None
+    dedupe_overlaps: bool = Field(
+        True,
+        description="suppress a hit that overlaps a better hit of the same scene by more than half of the smaller "
+        "one (footprints, or pixel windows without georeferencing); false keeps every overlapping tile",
+    )
 
 
 class SceneRef(BaseModel):
     id: int = Field(..., description="scene id (content id of the file the item comes from); GET /v1/scenes/{id}")
     path: str = Field(..., description="the scene file, relative to the archive folder it was indexed from")
+    url: str = Field("", description="/v1/scenes/{id} (ids exceed JavaScript's exact integers: use this)")
 
 
 class WindowRef(BaseModel):

@@ -1,8 +1,9 @@
 """The two retrieval pipelines (text → images, image → captions + images), each timed per stage.
 
-Text: normalise → (cache | micro-batched POS tagging + encoding) → [filters: SQL over the metadata selects
-every matching id] → FAISS search of the K' best (unfiltered queries are micro-batched into one FAISS call;
-a filtered query ranks only its matching ids, as its own job) → online re-rank → top k. A batched stage
+Text: normalise → (cache | micro-batched POS tagging + encoding) → [filters: SQL and the footprint R*Tree
+select every matching id] → FAISS search of the K' best (unfiltered queries are micro-batched into one FAISS
+call; a filtered query ranks only its matching ids, as its own job) → online re-rank → overlapping tiles of one
+scene suppressed (more candidates ranked when that leaves fewer than k) → top k. A batched stage
 reports the run time of the batch the request rode in; time spent queueing for a batch shows in `total` but
 in no stage. Filter selection counts as search time.
 """
@@ -28,6 +29,7 @@ from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
+from service.overlaps import keep_distinct
 from service.query_text import clean_query
 from service.ranking import rerank
 from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
@@ -70,6 +72,17 @@ class ImageOutcome:
     version: int
     timings_ms: dict[str, float]
     rerank_note: str | None = None
+
+
+@dataclass(frozen=True)
+class RankedImages:
+    ids: np.ndarray
+    scores: np.ndarray
+    records: list[ImageRecord | None]
+    applied: RerankMethod
+    candidates: int  # how many were ranked before suppression
+    search_ms: float
+    rerank_ms: float
 
 
 @dataclass(frozen=True)
@@ -174,62 +187,103 @@ class Searcher:
         encoded = outcome.value
         return encoded.embedding.pos, encoded.embedding.vector, encoded.pos_ms, encoded.encode_ms
 
-    async def text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+    async def text(
+        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool = True
+    ) -> TextOutcome:
         self._active += 1
         try:
-            return await self._text(query, k, method, filters)
+            return await self._text(query, k, method, filters, dedupe)
         finally:
             self._active -= 1
 
     async def image(
-        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+        self,
+        image: Image.Image,
+        k_captions: int,
+        k_images: int,
+        method: RerankMethod,
+        decode_ms: float,
+        dedupe: bool = True,
     ) -> ImageOutcome:
         self._active += 1
         try:
-            return await self._image(image, k_captions, k_images, method, decode_ms)
+            return await self._image(image, k_captions, k_images, method, decode_ms, dedupe)
         finally:
             self._active -= 1
 
-    async def _text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+    async def _text(
+        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool
+    ) -> TextOutcome:
         started = time.perf_counter()
         caption = self.normalize(query)
         pos, vector, pos_ms, encode_ms = await self.embed(caption)
         version = self.live.snapshot()
         searched = time.perf_counter()
-        k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
         among = None
         if filters is not None and filters.model_fields_set:
             among = await asyncio.to_thread(matching_ids, version, filters)
-        if among is not None and len(among) == 0:
-            candidates = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        else:
-            job = SearchJob(version, "images", vector, k_prime, among)
-            candidates = (await self.search_batcher.submit(job)).value
-        search_ms = (time.perf_counter() - searched) * 1000.0
-        ranked = time.perf_counter()
-        ids, scores = candidates.ids, candidates.scores
-        applied: RerankMethod = "none"
-        if method != "none" and len(ids):
-            ids, scores, _, applied = rerank(
-                method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
-                self.settings.reciprocal_alpha,
-            )
-        rerank_ms = (time.perf_counter() - ranked) * 1000.0
-        hits = image_hits(version, ids[:k], scores[:k])
+        select_ms = (time.perf_counter() - searched) * 1000.0
+        k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
+        ranked = await self.rank_images(version, vector, k, k_prime, method, among, dedupe)
+        hits = image_hits(version, ranked.ids, ranked.scores, ranked.records)
         timings = {
             "pos": pos_ms,
             "encode": encode_ms,
-            "search": search_ms,
-            "rerank": rerank_ms,
+            "search": select_ms + ranked.search_ms,
+            "rerank": ranked.rerank_ms,
             "total": (time.perf_counter() - started) * 1000.0,
         }
         self.metrics.observe_stages("text", timings)
-        note = rerank_note(method, applied, len(ids), "no image matched the filters" if among is not None else "")
+        empty_reason = "no image matched the filters" if among is not None else ""
+        note = rerank_note(method, ranked.applied, ranked.candidates, empty_reason)
         matched = None if among is None else len(among)
-        return TextOutcome(caption, pos, hits, applied, version.number, timings, matched, note)
+        return TextOutcome(caption, pos, hits, ranked.applied, version.number, timings, matched, note)
+
+    async def rank_images(
+        self,
+        version: IndexVersion,
+        vector: np.ndarray,
+        k: int,
+        k_prime: int,
+        method: RerankMethod,
+        among: np.ndarray | None,
+        dedupe: bool,
+    ) -> RankedImages:
+        """The k best images (among `among` when a filter selected them), re-ranked, with overlapping tiles of
+        one scene suppressed. The first round ranks exactly K' (the re-ranking's candidate list); suppression can
+        leave fewer than k, so the list then grows (x4 each round) until k remain or every eligible image has been
+        ranked."""
+        available = len(among) if among is not None else version.manifest.counts["images"]
+        fetch = min(k_prime, max(available, 1))
+        search_ms = rerank_ms = 0.0
+        while True:
+            searched = time.perf_counter()
+            if available == 0:
+                candidates = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32))
+            else:
+                job = SearchJob(version, "images", vector, fetch, among)
+                candidates = (await self.search_batcher.submit(job)).value
+            search_ms += (time.perf_counter() - searched) * 1000.0
+            started = time.perf_counter()
+            ids, scores = candidates.ids, candidates.scores
+            applied: RerankMethod = "none"
+            if method != "none" and len(ids):
+                ids, scores, _, applied = rerank(
+                    method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
+                    self.settings.reciprocal_alpha,
+                )
+            records = version.images(ids) if dedupe else version.images(ids[:k])
+            keep = keep_distinct(records, k) if dedupe else list(range(min(k, len(ids))))
+            rerank_ms += (time.perf_counter() - started) * 1000.0
+            if len(keep) >= k or fetch >= available or len(candidates.ids) < fetch:
+                break
+            fetch = min(fetch * 4, available)
+        return RankedImages(
+            ids[keep], scores[keep], [records[i] for i in keep], applied, len(candidates.ids), search_ms, rerank_ms
+        )
 
     async def _image(
-        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float, dedupe: bool
     ) -> ImageOutcome:
         started = time.perf_counter()
         vector = (await self.image_batcher.submit(image)).value
@@ -237,13 +291,17 @@ class Searcher:
         version = self.live.snapshot()
         searched = time.perf_counter()
         k_prime = max(3 * k_captions, self.settings.rerank_candidates if method != "none" else 0)
-        jobs = [self.search_batcher.submit(SearchJob(version, "captions", vector, k_prime))]
+        captions_job = self.search_batcher.submit(SearchJob(version, "captions", vector, k_prime))
         if k_images:
-            jobs.append(self.search_batcher.submit(SearchJob(version, "images", vector, k_images)))
-        outcomes = await asyncio.gather(*jobs)
+            found, similar = await asyncio.gather(
+                captions_job, self.rank_images(version, vector, k_images, k_images, "none", None, dedupe)
+            )
+            images = image_hits(version, similar.ids, similar.scores, similar.records)
+        else:
+            found, images = await captions_job, []
         search_ms = (time.perf_counter() - searched) * 1000.0
         ranked = time.perf_counter()
-        caption_ids, caption_scores = outcomes[0].value.ids, outcomes[0].value.scores
+        caption_ids, caption_scores = found.value.ids, found.value.scores
         applied: RerankMethod = "none"
         if method != "none" and len(caption_ids):
             caption_ids, caption_scores, _, applied = rerank(
@@ -252,7 +310,6 @@ class Searcher:
             )
         rerank_ms = (time.perf_counter() - ranked) * 1000.0
         captions = caption_hits(version, caption_ids, caption_scores, k_captions)
-        images = image_hits(version, outcomes[1].value.ids, outcomes[1].value.scores) if k_images else []
         timings = {
             "decode": decode_ms,
             "encode": encode_ms,
@@ -267,12 +324,18 @@ class Searcher:
 
 def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
     """Every image id the filters select, from the metadata alone (never from ranked candidates), so that
-    ranking afterwards sees all of them. The area is one store call (native bounds today; a footprint index
-    can answer it instead); the time range is then looked up among the area's ids."""
-    area = version.image_ids_in_bbox(filters.bbox) if filters.bbox is not None else None
-    if filters.min_mtime is None and filters.max_mtime is None:
-        return area if area is not None else version.image_ids()
-    return version.image_ids_in_time(filters.min_mtime, filters.max_mtime, among=area)
+    ranking afterwards sees all of them. The area comes first (R*Tree), the file-time range is then looked up
+    among the area's ids, and the acquisition-time range is intersected with what remains."""
+    ids = None
+    if filters.area:
+        geometry = filters.intersects.model_dump(exclude_none=True) if filters.intersects is not None else None
+        ids = version.ids_in_area(filters.bbox, geometry)
+    if filters.min_mtime is not None or filters.max_mtime is not None:
+        ids = version.image_ids_in_time(filters.min_mtime, filters.max_mtime, among=ids)
+    if filters.time_from is not None or filters.time_to is not None:
+        acquired = version.image_ids_acquired(filters.time_from, filters.time_to)
+        ids = acquired if ids is None else np.intersect1d(ids, acquired, assume_unique=True)
+    return ids if ids is not None else version.image_ids()
 
 
 def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:
@@ -313,7 +376,7 @@ def image_hits(
                 bbox=list(record.bbox) if record.bbox is not None else None,
                 crs=record.crs,
                 view_url=f"/v1/images/{int(image_id)}/view",
-                scene=SceneRef(id=record.scene_id, path=record.path),
+                scene=SceneRef(id=record.scene_id, path=record.path, url=f"/v1/scenes/{record.scene_id}"),
                 window=_window(record),
                 footprint=json.loads(record.footprint) if record.footprint is not None else None,
                 gsd=record.gsd,

@@ -3,10 +3,12 @@ filter's matching ids are all eligible, whatever their rank among the whole arch
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 
 from index.profiles import compute_profiles
 from index.publish import VersionContent, publish
@@ -15,6 +17,7 @@ from index.vectors import IndexSpec, build_index, choose_kind, recall_at, stored
 
 DIM = 48
 COUNT = 4000
+START = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def clustered(count: int, seed: int) -> np.ndarray:
@@ -34,10 +37,13 @@ def archive() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def publish_store(root: Path, vectors: np.ndarray, ids: np.ndarray, captions: np.ndarray, spec: IndexSpec) -> None:
-    """One version whose i-th image has mtime i and native bounds (i, 0, i + 1, 1)."""
+    """One version whose n-th image has mtime n, was acquired n hours after 2020-01-01 and has the footprint
+    lon (n / 100, n / 100 + 0.01), lat (0, 0.01)."""
     records = [
         ImageRecord(
-            int(i), 0, f"{n}.jpg", f"{n:064x}", 1, 8, 8, float(n), 3, "uint8", "", (n, 0.0, n + 1.0, 1.0), 32633
+            int(i), 0, f"{n}.jpg", f"{n:064x}", 1, 8, 8, float(n), 3, "uint8", "", None, None,
+            footprint=shapely.to_geojson(shapely.box(n / 100, 0.0, n / 100 + 0.01, 0.01)),
+            time=(START + timedelta(hours=n)).isoformat(),
         )
         for n, i in enumerate(ids)
     ]
@@ -131,7 +137,7 @@ def test_filtered_search_ranks_every_match_on_every_kind(tmp_path: Path, archive
             assert overlap == 1.0 if kind == "flat" or size <= SUBSET_EXACT_MAX else overlap >= 0.9
 
 
-def test_time_and_bbox_selection_are_exact(tmp_path: Path, archive) -> None:
+def test_time_and_area_selection_are_exact(tmp_path: Path, archive) -> None:
     vectors, ids, captions = archive
     publish_store(tmp_path, vectors, ids, captions, IndexSpec(kind="flat"))
     with open_version(tmp_path) as version:
@@ -142,9 +148,13 @@ def test_time_and_bbox_selection_are_exact(tmp_path: Path, archive) -> None:
             [*ids[10:12].tolist(), *ids[3000:3002].tolist()]
         )
         assert len(version.image_ids_in_time(None, 4.0, among=among)) == 0
-        # bounds (n, 0, n+1, 1) intersect x in [100.5, 102.2] for n = 100, 101, 102
-        assert sorted(version.image_ids_in_bbox((100.5, 0.2, 102.2, 0.4)).tolist()) == sorted(ids[100:103].tolist())
-        assert len(version.image_ids_in_bbox((100.5, 2.0, 102.2, 3.0))) == 0
+        # footprints lon (n/100, n/100 + 0.01) intersect lon [1.005, 1.022] for n = 100, 101, 102
+        assert sorted(version.ids_in_area((1.005, 0.002, 1.022, 0.004)).tolist()) == sorted(ids[100:103].tolist())
+        assert len(version.ids_in_area((1.005, 2.0, 1.022, 3.0))) == 0
+        acquired = version.image_ids_acquired(START + timedelta(hours=10), START + timedelta(hours=14, minutes=59))
+        assert sorted(acquired.tolist()) == sorted(ids[10:15].tolist())
+        plus_two = datetime(2020, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))  # 10:00 UTC: instants compared
+        assert len(version.image_ids_acquired(plus_two, None)) == COUNT - 10
 
 
 def test_unfiltered_jobs_share_one_faiss_call_and_filtered_ones_run_alone() -> None:

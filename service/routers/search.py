@@ -8,9 +8,12 @@ from typing import Annotated, get_args
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
 
 from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
+from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
 from service.imaging import decode_image
 from service.json_body import JsonRoute
 from service.previews import preview_data_url
@@ -43,14 +46,29 @@ IMAGE_FORM_SCHEMA = {
         "k_captions": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
         "k_images": {"type": "integer", "minimum": 0, "maximum": 100, "default": 10},
         "rerank": {"type": "string", "enum": list(RERANK_METHODS), "description": "server default when omitted"},
+        "dedupe_overlaps": {"type": "boolean", "default": True, "description": "suppress overlapping tiles"},
     },
 }
 
 
+Format = Annotated[
+    str | None, Query(description="json (default) or geojson: a FeatureCollection of footprints, as with "
+                      "Accept: application/geo+json")
+]
+
+
 async def _text_search(
-    state: ServiceState, query: str, k: int, rerank: RerankMethod | None, filters: SearchFilters | None
-) -> TextSearchResponse:
-    outcome = await state.searcher.text(query, k, rerank or state.settings.rerank_default, filters)
+    state: ServiceState,
+    query: str,
+    k: int,
+    rerank: RerankMethod | None,
+    filters: SearchFilters | None,
+    dedupe: bool = True,
+    geojson: bool = False,
+) -> TextSearchResponse | Response:
+    outcome = await state.searcher.text(query, k, rerank or state.settings.rerank_default, filters, dedupe)
+    if geojson:
+        return feature_collection(outcome.hits)
     return TextSearchResponse(
         query=query,
         normalized_query=outcome.normalized,
@@ -100,18 +118,49 @@ def reject_unknown_params(request: Request) -> None:
 @router.post(
     "/text",
     response_model=TextSearchResponse,
-    responses=error_responses(400, 422, 503),
+    responses={**error_responses(400, 422, 503), **RESPONSE_DOC},
     summary="Search images by text",
 )
-async def search_text(body: TextSearchRequest, state: State) -> TextSearchResponse:
+async def search_text(
+    body: TextSearchRequest, state: State, request: Request, format: Format = None
+) -> TextSearchResponse | Response:
     """POS-tag and encode the query, search the image index, re-rank, return the top k images."""
-    return await _text_search(state, body.query, body.k, body.rerank, body.filters)
+    geojson = wants_geojson(request, format)
+    return await _text_search(state, body.query, body.k, body.rerank, body.filters, body.dedupe_overlaps, geojson)
+
+
+def _get_filters(bbox: str | None, time_from: str | None, time_to: str | None) -> SearchFilters | None:
+    """The GET form of the geographic and acquisition-time filters, validated like the JSON body's."""
+    given: dict[str, object] = {}
+    if bbox is not None:
+        parts = bbox.split(",")
+        try:
+            given["bbox"] = tuple(float(part) for part in parts)
+        except ValueError:
+            given["bbox"] = None
+        if given["bbox"] is None or len(parts) != 4:
+            raise ServiceError(
+                422, "invalid_request", "bbox must be four numbers min_lon,min_lat,max_lon,max_lat (EPSG:4326)"
+            )
+    if time_from is not None:
+        given["time_from"] = time_from
+    if time_to is not None:
+        given["time_to"] = time_to
+    if not given:
+        return None
+    try:
+        return SearchFilters(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'filters'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ServiceError(422, "invalid_request", problems) from None
 
 
 @router.get(
     "/text",
     response_model=TextSearchResponse,
-    responses=error_responses(422, 503),
+    responses={**error_responses(422, 503), **RESPONSE_DOC},
     summary="Search images by text (for links and curl)",
     dependencies=[
         Depends(require_utf8_query_string), Depends(reject_unknown_params), Depends(require_canonical_k)
@@ -119,11 +168,19 @@ async def search_text(body: TextSearchRequest, state: State) -> TextSearchRespon
 )
 async def search_text_get(
     state: State,
+    request: Request,
     q: Annotated[str, Query(description="free-text query")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     rerank: RerankMethod | None = None,
-) -> TextSearchResponse:
-    return await _text_search(state, q, k, rerank, None)
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat in EPSG:4326")] = None,
+    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
+    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
+    dedupe_overlaps: bool = True,
+    format: Format = None,
+) -> TextSearchResponse | Response:
+    geojson = wants_geojson(request, format)
+    filters = _get_filters(bbox, time_from, time_to)
+    return await _text_search(state, q, k, rerank, filters, dedupe_overlaps, geojson)
 
 
 def _form_int(fields: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -133,17 +190,28 @@ def _form_int(fields: dict[str, str], name: str, default: int, low: int, high: i
     return canonical_int(raw.strip(), name, low, high)
 
 
+def _form_bool(fields: dict[str, str], name: str, default: bool) -> bool:
+    raw = fields.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ServiceError(422, "invalid_request", f"{name} must be true or false, got {raw[:40]!r}")
+    return raw == "true"
+
+
 @router.post(
     "/image",
     response_model=ImageSearchResponse,
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses={**error_responses(400, 413, 415, 422, 503), **RESPONSE_DOC},
     summary="Find captions and similar images for an uploaded image",
     openapi_extra={
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": IMAGE_FORM_SCHEMA}}}
     },
 )
-async def search_image(request: Request, state: State) -> ImageSearchResponse:
-    """The upload is read into memory with the size limit enforced while streaming; it never touches disk."""
+async def search_image(request: Request, state: State, format: Format = None) -> ImageSearchResponse | Response:
+    """The upload is read into memory with the size limit enforced while streaming; it never touches disk. The
+    GeoJSON form holds the similar images only (captions have no footprint)."""
+    geojson = wants_geojson(request, format)
     settings = state.settings
     state.live.snapshot()
     check_declared_length(request.headers.get("content-length"), settings.max_upload_bytes)
@@ -161,7 +229,10 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
     started = time.perf_counter()
     image = await asyncio.to_thread(decode_image, bytes(upload.data), settings.max_image_pixels)
     decode_ms = (time.perf_counter() - started) * 1000.0
-    outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms)
+    dedupe = _form_bool(form.fields, "dedupe_overlaps", True)
+    outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms, dedupe)
+    if geojson:
+        return feature_collection(outcome.images)
     preview = await asyncio.to_thread(preview_data_url, image)
     return ImageSearchResponse(
         width=image.width,

@@ -103,6 +103,8 @@ async function searchText(event) {
   if ($("rerank").value) body.rerank = $("rerank").value;
   const filters = timeFilters();
   if (Object.keys(filters).length) body.filters = filters;
+  const mapFilters = window.posaplMap ? window.posaplMap.filters() : {};
+  if (Object.keys(mapFilters).length) body.filters = { ...(body.filters || {}), ...mapFilters };
   showError($("search-error"), "");
   $("search-meta").textContent = "searching…";
   const response = await fetch("/v1/search/text", {
@@ -120,6 +122,7 @@ async function searchText(event) {
   const data = await response.json();
   renderPos(data.normalized_query, data.pos);
   renderGrid($("results"), data.results, data.rerank);
+  if (window.posaplMap) window.posaplMap.showResults(data.results);
   const t = data.timings_ms;
   $("search-meta").textContent =
     `${data.results.length} images · index v${data.index_version} · scores: ${scoreLabel(data.rerank).long} · ` +
