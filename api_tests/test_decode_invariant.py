@@ -116,3 +116,40 @@ def test_thumbnails_and_views_render_every_file(mixed_server: tuple[LiveServer, 
             assert shown.size == (SIZE, SIZE - 16)
             assert np.asarray(shown).mean() > 40, f"{path.name}: the view must not be almost black"
             assert client.get(f"/v1/images/{image_id}").content == path.read_bytes(), "the original stays"
+
+
+def test_uploads_use_the_band_selection_the_store_was_built_with(
+    tmp_path: Path, tiny_arch_file: Path
+) -> None:
+    """A store built with --bands 3,2,1 embeds 4-band files through that selection; an upload of such a file must
+    be decoded the same way to find itself, and an RGB photo without those bands still gets an answer."""
+    from index.job import run_update
+    from index.settings import IndexSettings
+
+    rgb = _sources(3)
+    (tmp_path / "images").mkdir()
+    files = []
+    for number, pixels in enumerate(rgb):
+        bands = np.concatenate([np.moveaxis(pixels, -1, 0), np.moveaxis(pixels, -1, 0)[:1] // 3]).astype(np.uint16)
+        files.append(tmp_path / "images" / f"scene{number}.tif")
+        _tiff(files[-1], bands * 199)
+    settings = IndexSettings(
+        root=tmp_path / "index", images=[tmp_path / "images"], pretrained="random", arch=str(tiny_arch_file),
+        preset="rsitmd", device="cpu", num_workers=0, progress=False, bands=[3, 2, 1],
+    )
+    run_update(tmp_path / "index", settings, settings.store_config())
+    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(tmp_path / "index"), "POSAPL_RERANK_DEFAULT": "none"}
+    live = start_server(tmp_path, "bands", env)
+    try:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            for path in files:
+                response = client.post("/v1/search/image", files={"file": (path.name, path.read_bytes())})
+                assert response.status_code == 200, (path.name, response.text)
+                best = response.json()["images"][0]
+                assert best["id"] == content_id(file_sha256(path)) and best["score"] >= 0.999, (path.name, best)
+            photo = io.BytesIO()
+            Image.fromarray(rgb[0]).save(photo, format="TIFF")
+            response = client.post("/v1/search/image", files={"file": ("photo.tif", photo.getvalue())})
+            assert response.status_code == 200, response.text
+    finally:
+        live.stop()

@@ -16,6 +16,7 @@ from PIL import Image
 
 from index.decode import BadImageError, DecodedImage, PixelWindow, probe
 from index.decode import decode_image as decode_source
+from index.store import IndexVersion
 from service.errors import ServiceError
 
 THUMBNAIL_SIZE = 256
@@ -39,16 +40,21 @@ def _service_error(exc: BadImageError, what: str) -> ServiceError:
 
 
 def decode_upload(data: bytes, max_pixels: int, bands: tuple[int, ...] | None = None) -> DecodedImage:
-    """Decode uploaded bytes exactly as the indexer decodes a file (first frame or page)."""
+    """Decode uploaded bytes exactly as the indexer decodes a file (first frame or page), with the store's band
+    selection; a file that lacks those bands (an RGB photo sent to a Sentinel-2 store) is read in its own colours."""
     try:
         return decode_source(data, max_pixels, bands=bands)
     except BadImageError as exc:
+        if exc.kind == "bands" and bands is not None:
+            return decode_upload(data, max_pixels)
         raise _service_error(exc, "upload") from None
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Uploaded bytes to the 8-bit RGB image the encoder takes."""
-    return decode_upload(data, max_pixels).image
+def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
+    """The band selection the index was built with: uploads and renders decode with it, so an archive file
+    uploaded as it is gives the vector that was embedded, and a view shows what the model saw."""
+    bands = version.manifest.raw.get("decode", {}).get("bands")
+    return tuple(bands) if bands else None
 
 
 def _fit(width: int, height: int, size: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, Response
 from index.store import ImageRecord, IndexVersion
 from service.errors import ServiceError, error_responses
 from service.image_ids import ImageId
-from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render
+from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -36,12 +36,6 @@ def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
 
 def _file(version: IndexVersion, image_id: int) -> Path:
     return _item(version, image_id)[0]
-
-
-def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
-    """The band selection the index was built with, so renders show what was embedded."""
-    bands = version.manifest.raw.get("decode", {}).get("bands")
-    return tuple(bands) if bands else None
 
 
 async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:

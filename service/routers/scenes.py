@@ -14,8 +14,8 @@ from fastapi.responses import FileResponse, Response
 from index.store import IndexVersion, SceneRecord
 from service.errors import ServiceError, error_responses
 from service.image_ids import SceneId
-from service.imaging import render
-from service.routers.images import IMMUTABLE, store_bands
+from service.imaging import render, store_bands
+from service.routers.images import IMMUTABLE
 from service.schemas import SceneInfo
 from service.state import ServiceState, get_state
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
 from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
-from service.imaging import decode_image
+from service.imaging import decode_upload, store_bands
 from service.json_body import JsonRoute
 from service.previews import preview_data_url
 from service.schemas import (
@@ -213,7 +213,7 @@ async def search_image(request: Request, state: State, format: Format = None) ->
     GeoJSON form holds the similar images only (captions have no footprint)."""
     geojson = wants_geojson(request, format)
     settings = state.settings
-    state.live.snapshot()
+    bands = store_bands(state.live.snapshot())
     check_declared_length(request.headers.get("content-length"), settings.max_upload_bytes)
     form = await read_form(request.headers.get("content-type"), request.stream(), settings.max_upload_bytes)
     upload = form.files.get("file")
@@ -227,7 +227,8 @@ async def search_image(request: Request, state: State, format: Format = None) ->
             422, "invalid_request", f"rerank must be one of {', '.join(RERANK_METHODS)}, got {method[:40]!r}"
         )
     started = time.perf_counter()
-    image = await asyncio.to_thread(decode_image, bytes(upload.data), settings.max_image_pixels)
+    decoded = await asyncio.to_thread(decode_upload, bytes(upload.data), settings.max_image_pixels, bands)
+    image = decoded.image
     decode_ms = (time.perf_counter() - started) * 1000.0
     dedupe = _form_bool(form.fields, "dedupe_overlaps", True)
     outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms, dedupe)
