@@ -92,6 +92,26 @@ class WorkLog:
             self.directory.rmdir()
 
 
+DecodedItem = tuple[str, torch.Tensor | None, ImageFacts | None, str | None]
+
+
+def decode_item(item: tuple[str, Path], image_size: int, max_pixels: int) -> DecodedItem:
+    """One work item -> (key, resized uint8 CHW tensor, facts, None), or (key, None, None, reason) for a bad file.
+
+    The one per-item step shared by the in-process DataLoader and the Ray decode tasks (index.cluster), so
+    both embed exactly the same pixels.
+    """
+    sha, path = item
+    try:
+        decoded = decode_image(path, max_pixels)
+    except BadImageError as exc:
+        return sha, None, None, str(exc)
+    facts = decoded.facts()
+    size = (image_size, image_size)
+    resized = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
+    return sha, torch.from_numpy(resized.copy()).permute(2, 0, 1), facts, None
+
+
 class ArchiveImages(Dataset):
     """(sha256, path) pairs -> decoded, resized uint8 tensors; bad files come back with their reason."""
 
@@ -103,16 +123,8 @@ class ArchiveImages(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[str, torch.Tensor | None, ImageFacts | None, str | None]:
-        sha, path = self.items[index]
-        try:
-            decoded = decode_image(path, self.max_pixels)
-        except BadImageError as exc:
-            return sha, None, None, str(exc)
-        facts = decoded.facts()
-        size = (self.image_size, self.image_size)
-        resized = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
-        return sha, torch.from_numpy(resized.copy()).permute(2, 0, 1), facts, None
+    def __getitem__(self, index: int) -> DecodedItem:
+        return decode_item(self.items[index], self.image_size, self.max_pixels)
 
 
 def normalise(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:

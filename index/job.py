@@ -273,7 +273,12 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         state = log.load(model.embed_dim)
         new = [sha for sha in chosen if sha not in live_records]
         todo = [(sha, chosen[sha].absolute) for sha in new if sha not in state.vectors and sha not in state.failures]
-        embed_files(
+        embed = embed_files
+        if settings.ray_address is not None:
+            from index.cluster import cluster_embedder
+
+            embed = cluster_embedder(config, settings)
+        embed(
             model,
             todo,
             log,
