@@ -182,6 +182,7 @@ def test_killed_actor_is_replaced_and_the_version_is_exact(
 ) -> None:
     """SIGKILL the embedding actor while the driver holds batch 1 of 11: Ray restarts it and retries its work."""
     killed: list[int] = []
+    replaced: list[int] = []
 
     def kill_an_actor(root: Path, settings):
         def after(stage: str) -> None:
@@ -191,9 +192,10 @@ def test_killed_actor_is_replaced_and_the_version_is_exact(
             assert pids, "no embedding actor found while the run is in progress"
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
-            deadline = time.monotonic() + 30
-            while Path(f"/proc/{pids[0]}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            deadline = time.monotonic() + 120
+            while not set(_actor_pids()) - {pids[0]} and time.monotonic() < deadline:
+                time.sleep(0.1)
+            replaced.extend(set(_actor_pids()) - {pids[0]})
 
         return after
 
@@ -201,6 +203,6 @@ def test_killed_actor_is_replaced_and_the_version_is_exact(
     root = tmp_path / "store"
     settings = _settings(root, tiny_arch_path, archive, ray_address=cluster)
     report = run_update(root, settings, settings.store_config())
-    assert len(killed) == 1
+    assert len(killed) == 1 and replaced, "Ray started a replacement actor while the run went on"
     assert report.status == "published" and report.counts["new"] == 80
     assert_same_store(root, single)
