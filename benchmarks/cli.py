@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "query-latency": ("benchmarks.query_latency", "/v1/search/text latency and throughput at 1/8/32 clients"),
     "scale": ("benchmarks.scale", "1M synthetic vectors: exact vs IVF build, memory, latency, recall@10"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
+    "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
 }
 
 
