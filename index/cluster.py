@@ -50,7 +50,7 @@ class ActorPool:
 
 def plan_pool(resources: dict[str, float], actors: int | None = None) -> ActorPool:
     """One actor per GPU; without GPUs half the CPUs embed and the other half decode, so neither stage starves.
-    `actors` overrides the count (e.g. several small models per large GPU is not supported: one GPU each)."""
+    `actors` overrides the count; a GPU actor always holds one whole GPU."""
     gpus = int(resources.get("GPU", 0))
     if gpus:
         return ActorPool(actors or gpus, 1)

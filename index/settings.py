@@ -98,7 +98,7 @@ class IndexSettings(StoreFields, BaseSettings):
     ray_address: str | None = Field(
         None,
         description="embed with Ray Data instead of in this process: 'local' starts a local cluster, 'auto' joins "
-        "the cluster this machine belongs to, HOST:6379 or ray://HOST:10001 a remote one",
+        "the cluster this machine is a node of, HOST:6379 the cluster whose head is HOST (run on a node of it)",
     )
     ray_actors: int | None = Field(
         None, ge=1, description="embedding actors on the cluster (default: one per GPU, else half the CPUs)"
