@@ -52,6 +52,9 @@ def test_cluster_profile_runs_the_nightly_update_on_the_cluster(
     port = next(arg.split("=", 1)[1] for arg in start if arg.startswith("--port="))
     head_address = read_env_file(path).get("POSAPL_RAY_HEAD") or "127.0.0.1"
     assert f"--address={head_address}:{port}" in worker["command"]
+    for node in (head, worker):
+        assert node["healthcheck"]["test"][1:3] == ["ray", "status"], "not the api's /readyz check"
+    assert worker["healthcheck"]["test"][-1] == f"{head_address}:{port}"
 
     assert job[:2] == ["exec", "posapl-nightly"]
     argv = job[job.index("--") + 1 :]

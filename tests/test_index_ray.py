@@ -140,19 +140,21 @@ def test_cluster_build_equals_single_process_build(
 def test_killed_driver_resumes_from_its_batches(
     cluster: str, archive: list[Path], single: Path, tiny_arch_path: Path, tmp_path: Path
 ) -> None:
-    root = tmp_path / "store"
+    """SIGKILL a `build --ray ADDRESS` driver after 3 batches; the next update reuses them and finishes."""
+    root, log = tmp_path / "store", tmp_path / "driver.log"
     build = [
         sys.executable, "-m", "posapl.cli", "index", "build", "--images", *map(str, archive), "--out", str(root),
         "--arch", str(tiny_arch_path), "--pretrained", "random", "--preset", "rsicd", "--device", "cpu",
         "--max-pixels", str(MAX_PIXELS), "--batch-size", str(BATCH), "--no-progress", "--ray", cluster,
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSAPL_")}
-    env.update(HF_HUB_OFFLINE="1", POSAPL_FAULT_PAUSE_AT="batch:3")
-    driver = subprocess.Popen(build, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSAPL_", "RAY_ADDRESS"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    with open(log, "wb") as output:
+        driver = subprocess.Popen(build, env={**env, "POSAPL_FAULT_PAUSE_AT": "batch:3"}, stdout=output, stderr=output)
     deadline = time.monotonic() + 240
     while not (root / PAUSE_MARKER).is_file():
         if driver.poll() is not None:
-            pytest.fail(f"the driver exited ({driver.returncode}) early: {driver.stdout.read().decode()[-3000:]}")
+            pytest.fail(f"the driver exited ({driver.returncode}) early: {log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             driver.kill()
             pytest.fail("the cluster build never reached batch 3")
