@@ -174,12 +174,12 @@ def cluster_embedder(config: StoreConfig, settings: IndexSettings) -> Callable[.
                 )
             )
             batches = dataset.iter_batches(batch_size=batch_size, batch_format="numpy")
-            return _collect(batches, items, log, after_batch, progress)
+            return collect(batches, items, log, after_batch, progress)
 
     return embed
 
 
-def _collect(
+def collect(
     batches: Iterator[Batch],
     items: list[tuple[str, Path]],
     log: WorkLog,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -21,11 +22,13 @@ import pytest
 from index_helpers import RSICD_TEST, rsicd_names, tiny_settings, write_bad_files
 
 import index.job
-from index.cluster import ActorPool, plan_pool
+from index.cluster import ActorPool, Embedder, collect, decode_batch, plan_pool
+from index.embed import WorkLog
 from index.job import PAUSE_MARKER, run_update
 from index.layout import WORK
 from index.store import IndexStore, open_version
 from index.vectors import stored_vectors
+from posapl.checkpoint import load_model
 
 ray = pytest.importorskip("ray")
 
@@ -124,6 +127,37 @@ def test_pool_is_sized_from_cluster_resources() -> None:
     assert plan_pool({"CPU": 64.0, "GPU": 8.0}) == ActorPool(8, 1)
     assert plan_pool({"CPU": 64.0, "GPU": 8.0}, actors=4) == ActorPool(4, 1)
     assert plan_pool({"CPU": 2.0}, actors=3) == ActorPool(3, 0)
+
+
+@pytest.fixture(scope="module")
+def driver_model(tiny_arch_path: Path):
+    """The model a store built with `_settings` has: what the driver loads and every actor must reproduce."""
+    return load_model(None, "random", "rsicd", str(tiny_arch_path))
+
+
+def _spec(arch: Path, preset: str = "rsicd") -> dict:
+    return {"checkpoint": None, "pretrained": "random", "preset": preset, "arch": str(arch)}
+
+
+def test_collect_refuses_a_lost_item_and_drops_a_repeated_one(
+    tmp_path: Path, driver_model, tiny_arch_path: Path
+) -> None:
+    """The driver's last line of defence: a batch delivered twice is logged once; a lost one stops the run."""
+    items = [(f"{n:064x}", RSICD_TEST / name) for n, name in enumerate(rsicd_names(3))]
+    decoded = decode_batch({"item": np.array([pickle.dumps(i) for i in items[:2]], dtype=object)}, 224, MAX_PIXELS)
+    embedded = Embedder(_spec(tiny_arch_path), driver_model.fingerprint(), "cpu")(decoded)
+    log = WorkLog(tmp_path / "log")
+    assert collect(iter([embedded, embedded]), items[:2], log, None, progress=False) == 2
+    state = log.load(driver_model.embed_dim)
+    assert sorted(state.vectors) == [key for key, _ in items[:2]]
+    assert sum(len(np.load(p)["sha256"]) for p in log.directory.glob("batch-*.npz")) == 2, "no duplicate rows"
+    with pytest.raises(RuntimeError, match="returned 2 of 3 items"):
+        collect(iter([embedded]), items, WorkLog(tmp_path / "lost"), None, progress=False)
+
+
+def test_actor_refuses_a_model_that_differs_from_the_drivers(driver_model, tiny_arch_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="differs from the driver's"):
+        Embedder(_spec(tiny_arch_path, preset="rsitmd"), driver_model.fingerprint(), "cpu")
 
 
 def test_cluster_build_equals_single_process_build(
