@@ -89,7 +89,7 @@ class LiveServer:
         self._process = None
 
 
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("POSAPL_TEST_DATA") or REPO.parent / "shared" / "data")  # as tests/conftest.py
 N_IMAGES = 100
 ADMIN_TOKEN = "api-test-admin-token"
 

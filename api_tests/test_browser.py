@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from api_support import REPO, LiveServer
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts"
@@ -42,6 +44,14 @@ def page(server: LiveServer) -> Iterator:
         browser.close()
 
 
+def test_nothing_upload_related_shows_before_an_upload(page, server: LiveServer) -> None:
+    for selector in ("#upload-result", "#upload-preview", "#captions", "#similar-title"):
+        assert not page.locator(selector).is_visible(), selector
+    assert page.request.get(server.url + "/favicon.ico").status == 200
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert page.request.get(server.url + icon).status == 200
+
+
 def test_query_shows_pos_tags_and_a_grid(page) -> None:
     page.fill("#query", "Many green trees are around a white building near a river.")
     page.click("button[type=submit]")
@@ -49,12 +59,46 @@ def test_query_shows_pos_tags_and_a_grid(page) -> None:
     assert page.locator("#results .result-card").count() == 20
     tags = page.locator("#pos-tags .pos-tag small").all_inner_texts()
     assert tags[:3] == ["adjective", "adjective", "noun"]
-    assert page.locator("#results .result-card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    # thumbnails load after the grid appears: wait for the first one instead of sampling it once
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#results .result-card img');"
+        " return img !== null && img.complete && img.naturalWidth > 0; }"
+    )
+    score = page.locator("#results .result-card .score").first
+    assert score.locator("small").inner_text() == "multivariate"  # the server default re-rank names its scale
+    assert "not a probability" in score.get_attribute("title")
+    assert "scores: multivariate re-ranking score" in page.locator("#search-meta").inner_text()
     page.locator("#results .result-card").first.click()
     page.wait_for_selector("#lightbox:not([hidden]) #lightbox-image")
     assert "/v1/images/" in page.get_attribute("#lightbox-image", "src")
     page.keyboard.press("Escape")
-    assert page.locator("#index-status").inner_text().startswith("index v")
+    page.wait_for_selector("#lightbox", state="hidden")
+    page.wait_for_function("() => document.querySelector('#index-status').textContent.startsWith('index v')")
+
+
+def test_cosine_scores_are_labelled(page) -> None:
+    page.select_option("#rerank", "none")
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#search-meta').textContent.includes('cosine')")
+    assert page.locator("#results .result-card .score small").first.inner_text() == "cos"
+    page.select_option("#rerank", "")
+
+
+def test_date_controls_send_the_time_filter(page) -> None:
+    page.fill("#date-from", "2100-01-01")
+    with page.expect_request(lambda r: r.url.endswith("/v1/search/text") and r.method == "POST") as request:
+        page.click("button[type=submit]")
+    expected = page.evaluate("() => new Date('2100-01-01T00:00:00').getTime() / 1000")
+    assert json.loads(request.value.post_data)["filters"] == {"min_mtime": expected}
+    page.wait_for_function("() => document.querySelector('#search-meta').textContent.startsWith('0 images')")
+    assert page.locator("#results .result-card").count() == 0
+    page.fill("#date-from", "")
+    page.fill("#date-to", "2100-01-01")
+    with page.expect_request(lambda r: r.url.endswith("/v1/search/text") and r.method == "POST") as request:
+        page.click("button[type=submit]")
+    assert set(json.loads(request.value.post_data)["filters"]) == {"max_mtime"}
+    page.wait_for_function("() => document.querySelectorAll('#results .result-card').length === 20")
+    page.fill("#date-to", "")
 
 
 def test_upload_shows_captions_and_similar_images(page, indexed_image: tuple[int, Path]) -> None:
@@ -68,6 +112,20 @@ def test_upload_shows_captions_and_similar_images(page, indexed_image: tuple[int
     page.wait_for_function("() => [...document.images].every(img => img.complete)")
     page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
     assert (ARTIFACTS / "web-page.png").stat().st_size > 10_000
+
+
+def test_tiff_upload_shows_the_server_preview(page, indexed_image: tuple[int, Path], tmp_path: Path) -> None:
+    """Chromium cannot display TIFF: the page must show the server's JPEG rendering instead of a broken image."""
+    tiff = tmp_path / "upload.tif"
+    Image.open(indexed_image[1]).save(tiff, format="TIFF")
+    page.set_input_files("#upload-input", str(tiff))
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#upload-preview');"
+        " return img.src.startsWith('data:image/jpeg') && img.complete && img.naturalWidth > 0; }"
+    )
+    assert page.locator("#upload-preview").is_visible()
+    page.wait_for_function("() => document.querySelector('#upload-meta').textContent.includes('upload.tif')")
+    page.screenshot(path=str(ARTIFACTS / "web-page-tiff-upload.png"), full_page=True)
 
 
 def test_bad_query_shows_the_api_message(page) -> None:

@@ -68,19 +68,29 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def _refusals(url: str) -> float:
+    """Refused reload attempts so far, from /metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        if line.startswith('posapl_index_reloads_total{outcome="refused"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def _refused_and_restored(server: LiveServer, root: Path, edit, reason: str) -> None:
     from index.publish import write_current
     from index.store import IndexStore
 
     live = _live_version(server.url)
     bad = max(IndexStore(root).versions()) + 1
+    refusals = _refusals(server.url)
     _copy_version(root, live, bad, edit)
-    time.sleep(1.0)  # several polls
+    _wait_for(lambda: _refusals(server.url) > refusals)  # the poller has seen and refused it
     assert _live_version(server.url) == live
     assert httpx.get(f"{server.url}/v1/search/text", params={"q": "a playground"}).status_code == 200
     forced = httpx.post(f"{server.url}/v1/admin/reload", headers=AUTH, timeout=30)
     assert forced.status_code == 409, forced.text
     assert reason in forced.json()["message"]
+    assert str(root) not in forced.json()["message"] and str(root.resolve()) not in forced.json()["message"]
     assert _live_version(server.url) == live
     write_current(root, live)
     shutil.rmtree(root / "versions" / str(bad))
@@ -142,3 +152,4 @@ def test_new_version_swaps_in_under_load_without_failures(reload_setup) -> None:
     after = _live_version(server.url)
     assert {before, after} <= versions
     assert httpx.get(f"{server.url}/v1/index").json()["images"] == N_IMAGES + 1
+    _wait_for(lambda: f"index swapped: version {before} -> {after}" in server.log_path.read_text(errors="replace"))

@@ -26,14 +26,21 @@ from benchmarks.harness import record
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "quality": ("benchmarks.quality", "R@1/5/10 both directions and mR, zero-shot vs checkpoint, each re-ranking"),
-    "text-encoding": ("benchmarks.text_encoding", "query text encoding: truncated vs plain 77-token"),
+    "text-encoding": ("benchmarks.text_encoding", "query text encoding: truncated vs 77-token, PyTorch vs ONNX"),
     "rerank-speed": ("benchmarks.rerank_speed", "cost of the re-ranking methods"),
     "rerank-agreement": ("benchmarks.rerank_agreement", "online vs offline re-ranking top-10 against profile size"),
     "index-throughput": ("benchmarks.index_throughput", "images/s of `posapl index build`"),
+    "scene-indexing": ("benchmarks.scene_indexing", "tiles/s and peak RSS indexing one 20,000 px 4-band uint16 scene"),
     "query-latency": ("benchmarks.query_latency", "/v1/search/text latency and throughput at 1/8/32 clients"),
-    "scale": ("benchmarks.scale", "1M synthetic vectors: exact vs IVF build, memory, latency, recall@10"),
+    "filtered-search": (
+        "benchmarks.filtered_search",
+        "exact filters: subset vs ID-selector crossover; filtered vs unfiltered latency at 100k items",
+    ),
+    "scale": ("benchmarks.scale", "1M embedding-like vectors: exact vs the auto-chosen index, latency, recall@10"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
     "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
+    "soak": ("benchmarks.soak", "minutes of mixed load with index updates and swaps: errors, p50/p95, server RSS"),
+    "runtime-agreement": ("benchmarks.runtime_agreement", "int8 vs fp32 ONNX text tower: top-10 overlap, cosine, mR"),
 }
 
 

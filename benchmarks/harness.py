@@ -238,13 +238,9 @@ def record(
 
 DEFAULT_SPLIT = SHARED_DATA / "rsicd" / "rsicd_test.json"
 
-# A small open_clip architecture for smoke runs: the real tokenizer and context length, a fraction of the cost;
-# eight blocks because Side Fusion taps blocks L-7, L-5, L-3, L-1.
-SMOKE_ARCH = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 224, "layers": 8, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 8},
-}
+# A small open_clip architecture for smoke runs (the tests' and the README's tiny model): the real tokenizer and
+# context length, a fraction of the cost; eight blocks because Side Fusion taps blocks L-7, L-5, L-3, L-1.
+SMOKE_ARCH = json.loads((REPO / "examples" / "tiny-vit.json").read_text())
 
 
 def smoke_arch(directory: Path | None = None) -> Path:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> list[Result]:
     import torch
 
-    from index.embed import WorkLog, embed_files
+    from index.embed import WorkItem, WorkLog, embed_files
     from index.job import run_update
     from index.layout import file_sha256
     from index.settings import IndexSettings
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         for path in files:
             shutil.copy2(path, folder / path.name)
         model = load_model(None, "random", "rsitmd", arch).to(device).eval()
-        items = [(file_sha256(p), p) for p in sorted(folder.iterdir())]
+        items = [WorkItem(file_sha256(p), p) for p in sorted(folder.iterdir())]
         warm = items[: args.batch_size]
         embed_files(model, warm, WorkLog(scratch / "warm"), args.batch_size, 0, 40_000_000, progress=False)
         began = time.perf_counter()

@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank", default="none", choices=["none", "multivariate", "reciprocal"],
                         help="our re-ranking (the peer has none, so 'none' compares equal work)")
     parser.add_argument("--arch", default="ViT-B-32")
+    parser.add_argument("--runtime", default="onnx", choices=["torch", "onnx", "onnx-int8"],
+                        help="our encoder runtime (measuring starts once it serves)")
     parser.add_argument("--images", type=Path, default=SHARED_DATA / "rsicd" / "test",
                         help="image folder for the indexing comparison")
     parser.add_argument("--skip-serving", action="store_true")
@@ -132,12 +134,14 @@ def _start_peer(python: Path, weights: Path, folder: Path, work: Path, arch: str
     return server, f"http://127.0.0.1:{port}/knn-service"
 
 
-def _start_ours(root: Path, work: Path, arch: str) -> tuple[Server, str]:
+def _start_ours(root: Path, work: Path, arch: str, runtime: str) -> tuple[Server, str]:
+    from benchmarks.query_latency import runtime_env
+
     port = free_port()
     env = {
         **os.environ, "POSAPL_INDEX_ROOT": str(root), "POSAPL_PRETRAINED": "random", "POSAPL_ARCH": arch,
         "POSAPL_PORT": str(port), "POSAPL_HOST": "127.0.0.1", "POSAPL_CACHE_SIZE": "0",
-        "POSAPL_RELOAD_POLL_S": "3600", "HF_HUB_OFFLINE": "1",
+        "POSAPL_RELOAD_POLL_S": "3600", "HF_HUB_OFFLINE": "1", **runtime_env(runtime),
     }
     command = [sys.executable, "-m", "posapl.cli", "serve"]
     server = Server("posapl serve", command, f"http://127.0.0.1:{port}/readyz", env, work / "ours-server.log")
@@ -238,10 +242,11 @@ def _serving(args: argparse.Namespace, python: Path, work: Path, smoke: bool) ->
     servers = {}
     try:
         peer, peer_url = _start_peer(python, weights, peer_folder, work, args.arch)
-        ours, ours_url = _start_ours(ours_root, work, args.arch)
+        ours, ours_url = _start_ours(ours_root, work, args.arch, args.runtime)
         servers = {"peer": peer, "ours": ours}
         for server in servers.values():
             server.wait_ready()
+        ours.wait_runtime(args.runtime)
         urls = {"peer": peer_url, "ours": ours_url}
         for system in ("peer", "ours"):  # warm-up: first requests pay lazy initialisation
             asyncio.run(_window(urls[system], system, queries, 0, 1, min(2.0, window_s), args.k, args.rerank))
@@ -263,6 +268,7 @@ def _serving(args: argparse.Namespace, python: Path, work: Path, smoke: bool) ->
                     params={
                         "clients": n_clients, "vectors": count, "arch": args.arch, "weights": "random", "k": args.k,
                         "our_rerank": args.rerank, "our_cache": "off", "window_s": window_s, "rounds": rounds,
+                        "our_runtime": args.runtime,
                     },
                     metrics={
                         "throughput_ratio": ours_s["rps"] / peer_s["rps"] if peer_s["rps"] else float("inf"),

@@ -1,5 +1,10 @@
 """`/v1/search/text` latency percentiles and throughput at 1/8/32 concurrent clients, with and without
-re-ranking, against a real `posapl serve` process and an index of synthetic unit vectors.
+re-ranking, against real `posapl serve` processes and an index of synthetic unit vectors; and
+`/v1/search/image` with a 256 px JPEG.
+
+With several encoder runtimes (`--runtimes torch onnx`), one server per runtime runs over the same index and
+the measurement windows alternate between them (torch, onnx, torch, onnx, ...), so drift of a shared machine
+hits all of them alike and the ratios between runtimes come from the same minutes.
 
 The image side is synthetic (random unit vectors: FAISS cost depends only on count and dimension); the
 caption bank and the queries are real RSICD captions, so POS tagging, tokenisation and re-ranking profiles
@@ -33,6 +38,7 @@ from benchmarks.server_process import Server, free_port
 from benchmarks.synthetic_store import publish_synthetic_store
 
 STAGES = ("pos", "encode", "search", "rerank", "total")
+IMAGE_STAGES = ("decode", "encode", "search", "rerank", "total")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--torch-threads", type=int, help="server POSAPL_TORCH_THREADS (default: torch's)")
     parser.add_argument("--faiss-threads", type=int, help="server POSAPL_FAISS_THREADS (default: the service's, 1)")
+    parser.add_argument("--onnx-threads", type=int, help="server POSAPL_ONNX_THREADS (default: one per core)")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"],
+                        help="encoder runtimes, one server each, measured in alternating windows")
+    parser.add_argument("--windows", type=int, default=2, help="alternating windows per runtime and cell")
+    parser.add_argument("--image-clients", type=int, nargs="*", default=[1],
+                        help="client counts for /v1/search/image with a 256 px JPEG (none: skip)")
 
 
 def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
@@ -85,16 +97,47 @@ def _server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, st
     return Server("posapl serve", command, f"http://127.0.0.1:{port}/readyz", env, log)
 
 
-def _load(url: str, queries: list[str], clients: int, duration: float, rerank: str, k: int) -> dict:
-    """`clients` threads, each sending its next query as soon as the previous answer arrives."""
+def runtime_env(runtime: str) -> dict[str, str]:
+    """Server settings that select an encoder runtime (`onnx-int8`: ONNX Runtime with the int8 text tower)."""
+    if runtime == "onnx-int8":
+        return {"POSAPL_ENCODER_RUNTIME": "onnx", "POSAPL_ONNX_TEXT_PRECISION": "int8"}
+    return {"POSAPL_ENCODER_RUNTIME": runtime}
+
+
+def jpeg_256(split: Path) -> bytes:
+    """The split's first image as a 256 x 256 JPEG (quality 90): an upload of the size users send."""
+    import io
+    import json
+
+    from PIL import Image
+
+    first = json.loads(split.read_text())[0]["image"]
+    with Image.open(split.parent / first) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").resize((256, 256), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _load(
+    url: str, queries: list[str], clients: int, duration: float, rerank: str, k: int, image: bytes | None = None
+) -> dict:
+    """`clients` threads, each sending its next query as soon as the previous answer arrives; with `image`,
+    every request is an image search with that upload instead of a text query."""
     import httpx
 
     counter = itertools.count()
     lock = threading.Lock()
     latencies: list[float] = []
-    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    stage_names = IMAGE_STAGES if image is not None else STAGES
+    stages: dict[str, list[float]] = {stage: [] for stage in stage_names}
     errors: list[str] = []
     stop_at = time.perf_counter() + duration
+
+    def send(http: httpx.Client, query: str) -> httpx.Response:
+        if image is not None:
+            files = {"file": ("query.jpg", image, "image/jpeg")}
+            return http.post("/v1/search/image", files=files, data={"k_images": str(k), "rerank": rerank})
+        return http.post("/v1/search/text", json={"query": query, "k": k, "rerank": rerank})
 
     def client() -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
@@ -103,7 +146,7 @@ def _load(url: str, queries: list[str], clients: int, duration: float, rerank: s
                     query = queries[next(counter) % len(queries)]
                 began = time.perf_counter()
                 try:
-                    response = http.post("/v1/search/text", json={"query": query, "k": k, "rerank": rerank})
+                    response = send(http, query)
                 except httpx.HTTPError as exc:
                     errors.append(type(exc).__name__)
                     continue
@@ -114,7 +157,7 @@ def _load(url: str, queries: list[str], clients: int, duration: float, rerank: s
                 timings = response.json()["timings_ms"]
                 with lock:
                     latencies.append(elapsed * 1000.0)
-                    for stage in STAGES:
+                    for stage in stage_names:
                         stages[stage].append(timings[stage])
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -127,13 +170,25 @@ def _load(url: str, queries: list[str], clients: int, duration: float, rerank: s
     return {"latencies_ms": latencies, "stages_ms": stages, "errors": errors, "wall_s": wall}
 
 
-def _cell(name: str, params: dict, measured: dict) -> Result:
+def _merge(windows: list[dict]) -> dict:
+    """One runtime's alternating windows of a cell as one sample (wall time summed)."""
+    stages = {stage: [v for w in windows for v in w["stages_ms"][stage]] for stage in windows[0]["stages_ms"]}
+    return {
+        "latencies_ms": [v for w in windows for v in w["latencies_ms"]],
+        "stages_ms": stages,
+        "errors": [e for w in windows for e in w["errors"]],
+        "wall_s": sum(w["wall_s"] for w in windows),
+        "windows": len(windows),
+    }
+
+
+def _cell(name: str, params: dict, measured: dict, benchmark: str = "query-latency") -> Result:
     latencies = measured["latencies_ms"]
     if not latencies:
         raise RuntimeError(f"{name}: no successful request ({len(measured['errors'])} errors)")
     stage_p50 = {f"{stage}_p50_ms": statistics.median(values) for stage, values in measured["stages_ms"].items()}
     return Result(
-        benchmark="query-latency",
+        benchmark=benchmark,
         params=params,
         metrics={
             "p50_ms": percentile(latencies, 50),
@@ -169,33 +224,60 @@ def run(args: argparse.Namespace) -> list[Result]:
         f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s", flush=True
     )
 
-    port = free_port()
-    threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads}
+    runtimes = ["torch", "onnx"] if args.smoke else args.runtimes
+    threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads,
+               "onnx_threads": args.onnx_threads}
     extra_env = {f"POSAPL_{name.upper()}": str(value) for name, value in threads.items() if value is not None}
-    server = _server(work / "index", arch, port, work / "server.log", extra_env)
-    url = f"http://127.0.0.1:{port}"
+    servers: dict[str, tuple[Server, str]] = {}
     results = []
     try:
-        server.wait_ready()
-        _load(url, queries, 1, 1.0 if args.smoke else 5.0, "none", args.k)  # warm-up: first-call costs
-        for rerank in args.rerank:
-            for clients in clients_list:
-                print(f"load average {load_average()}; {clients} clients, rerank={rerank}", flush=True)
-                measured = _load(url, queries, clients, duration, rerank, args.k)
+        for runtime in runtimes:  # one at a time: a first ONNX export should not compete with another server
+            port = free_port()
+            server = _server(work / "index", arch, port, work / f"server-{runtime}.log",
+                             {**extra_env, **runtime_env(runtime)})
+            servers[runtime] = (server, f"http://127.0.0.1:{port}")
+            server.wait_ready()
+            server.wait_runtime(runtime)
+            _load(servers[runtime][1], queries, 1, 1.0 if args.smoke else 5.0, "none", args.k)  # warm-up
+        windows = 1 if args.smoke else args.windows
+        cells = [(rerank, clients, None) for rerank in args.rerank for clients in clients_list]
+        image = jpeg_256(split) if args.image_clients else None
+        cells += [("none", clients, image) for clients in ([1] if args.smoke else args.image_clients)]
+        for rerank, clients, upload in cells:
+            kind = "image" if upload is not None else "text"
+            print(f"load average {load_average()}; {kind}, {clients} clients, rerank={rerank}", flush=True)
+            measured: dict[str, list[dict]] = {runtime: [] for runtime in runtimes}
+            for _ in range(windows):
+                for runtime in runtimes:
+                    url = servers[runtime][1]
+                    measured[runtime].append(_load(url, queries, clients, duration / windows, rerank, args.k, upload))
+            merged = {runtime: _merge(samples) for runtime, samples in measured.items()}
+            for runtime in runtimes:
                 params = {
                     "arch": "smoke" if args.smoke else arch,
                     "weights": "random",
                     "vectors": vectors,
                     "bank": bank_size,
+                    "query": "image 256px JPEG" if upload is not None else "text",
                     "clients": clients,
                     "rerank": rerank,
                     "k": args.k,
                     "duration_s": duration,
                     "cache": "off",
+                    "runtime": runtime,
+                    "alternating": "+".join(runtimes),
                     **{name: value or "default" for name, value in threads.items()},
                 }
-                results.append(_cell(f"{clients} clients {rerank}", params, measured))
-                print(f"  {results[-1].metrics}", flush=True)
+                name = f"{kind} {runtime} {clients} clients {rerank}"
+                result = _cell(name, params, merged[runtime],
+                               "image-latency" if upload is not None else "query-latency")
+                if runtime != runtimes[0]:  # ratios against the first runtime, from the same alternating minutes
+                    first = merged[runtimes[0]]["latencies_ms"]
+                    result.metrics[f"p50_vs_{runtimes[0]}"] = percentile(merged[runtime]["latencies_ms"], 50) / (
+                        percentile(first, 50))
+                results.append(result)
+                print(f"  {runtime}: {result.metrics}", flush=True)
     finally:
-        server.stop()
+        for server, _ in servers.values():
+            server.stop()
     return results

@@ -40,6 +40,27 @@ class Server:
             time.sleep(0.5)
         raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s; see {self._log.name}")
 
+    def wait_runtime(self, wanted: str, timeout_s: float = 1800) -> dict:
+        """Wait until `/readyz` says the encoder runtime `wanted` serves (the first ONNX export of a model takes
+        minutes and runs after the server is ready); a server that settles on another runtime is an error."""
+        import httpx
+
+        from service.encoding import PREPARING
+
+        deadline = time.monotonic() + timeout_s
+        body: dict = {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self._log.name}")
+            body = httpx.get(self.ready_url, timeout=10).json()
+            if body.get("encoder_runtime") == wanted:
+                return body
+            if body.get("encoder_runtime_reason") != PREPARING:
+                reason = body.get("encoder_runtime_reason")
+                raise RuntimeError(f"{self.name} serves {body.get('encoder_runtime')}, not {wanted}: {reason}")
+            time.sleep(1.0)
+        raise RuntimeError(f"{self.name} does not serve {wanted} after {timeout_s:.0f} s: {body}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

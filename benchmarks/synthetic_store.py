@@ -8,10 +8,18 @@ import numpy as np
 
 
 def publish_synthetic_store(
-    root: Path, arch: str, image_vectors: np.ndarray, caption_texts: list[str], caption_vectors: np.ndarray
+    root: Path,
+    arch: str,
+    image_vectors: np.ndarray,
+    caption_texts: list[str],
+    caption_vectors: np.ndarray,
+    records: list | None = None,
+    spec=None,
 ) -> str:
     """Publish one version with re-ranking profiles, stamped with the fingerprint of the zero-shot random
-    model that `posapl serve --pretrained random --arch ARCH` loads, so the server accepts it.
+    model that `posapl serve --pretrained random --arch ARCH` loads, so the server accepts it. `records`
+    (ImageRecords, ids 1..n in order) replace the default ones without time or footprint; `spec` is the
+    image index's IndexSpec (default: auto, tuned on the caption vectors).
 
     Returns that fingerprint.
     """
@@ -25,12 +33,12 @@ def publish_synthetic_store(
     fingerprint = load_model(None, "random", "rsitmd", arch).fingerprint()
     image_ids = np.arange(1, len(image_vectors) + 1, dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    records = [
+    records = records or [
         ImageRecord(int(i), 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, 0.0, 3, "uint8", "", None, None)
         for i in image_ids
     ]
-    image_index, index_info = build_index(image_vectors, image_ids, IndexSpec())
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
+    image_index, index_info = build_index(image_vectors, image_ids, spec or IndexSpec(), queries=caption_vectors)
+    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
     profiles, profile_info = compute_profiles(
         image_ids, image_vectors, caption_ids, caption_vectors, DEFAULT_PROFILE_POINTS
     )

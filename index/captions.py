@@ -11,7 +11,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
+from index.progress import bar
+from posapl.encode import encode_texts
+from posapl.model import POSAPL
+from posapl.pos import PosTagger
 from posapl.text import normalize_caption
+
+EMBED_CHUNK = 1024  # captions tagged and encoded between two progress updates
 
 
 class CaptionSourceError(ValueError):
@@ -77,3 +85,25 @@ def corpus_digest(paths: list[Path]) -> str:
         digest.update(str(path).encode() + b"\0")
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
     return digest.hexdigest()
+
+
+def embed_bank(
+    model: POSAPL, tagger: PosTagger, texts: list[str], batch_size: int, progress: bool = False
+) -> np.ndarray:
+    """One vector per caption row, each distinct caption embedded once.
+
+    A caption's vector depends only on its normalised text (POS tags come from it too), and annotation
+    files repeat captions heavily (RSICD: 5,350 distinct among 15,965), so rows that normalise alike share
+    one encoding. Every row is kept: the bank still knows which file each came from, and the image-search
+    response merges verbatim repeats. Tagging and encoding run in chunks behind a progress bar.
+    """
+    normalized = [normalize_caption(text) for text in texts]
+    distinct = list(dict.fromkeys(normalized))
+    vectors = np.zeros((len(distinct), model.embed_dim), np.float32)
+    with bar(len(distinct), "embedding captions", "caption", progress) as shown:
+        for start in range(0, len(distinct), EMBED_CHUNK):
+            chunk = distinct[start : start + EMBED_CHUNK]
+            vectors[start : start + len(chunk)] = encode_texts(model, chunk, tagger.tag(chunk), batch_size=batch_size)
+            shown.update(len(chunk))
+    row = {text: number for number, text in enumerate(distinct)}
+    return vectors[[row[text] for text in normalized]] if normalized else vectors

@@ -19,6 +19,7 @@ from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+ROOT_HELP = "index store root (default: POSAPL_INDEX_ROOT, else data/index)"
 
 
 def _runtime_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,13 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
         help="embed on a Ray cluster: no ADDRESS starts a local one, 'auto' joins this machine's, or HOST:6379",
     )
     parser.add_argument("--ray-actors", type=int, help="embedding actors on the cluster (default from its resources)")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _fail(command: str, exc: BaseException) -> int:
@@ -69,20 +77,37 @@ def _build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _with_added_inputs(root: Path, images: list[Path], captions: list[Path]) -> StoreConfig:
+    """The store's config with new image folders / caption files appended (recorded ones stay first, so the
+    numbering of existing sources does not change); `run_update` checks and saves it under the lock."""
+    config = StoreConfig.load(root)
+    sources = [*config.sources, *(p.resolve() for p in images if p.resolve() not in config.sources)]
+    banks = [*config.captions, *(p.resolve() for p in captions if p.resolve() not in config.captions)]
+    return config.model_copy(update={"sources": sources, "captions": banks})
+
+
 def _update(args: argparse.Namespace) -> int:
     from index.job import run_update
 
     settings = settings_from_args(IndexSettings, args)
     try:
-        report = run_update(Path(settings.root), settings)
+        config = None
+        if args.add_images or args.add_captions:
+            config = _with_added_inputs(settings.root, args.add_images or [], args.add_captions or [])
+        report = run_update(Path(settings.root), settings, config)
     except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
         return _fail("update", exc)
     _print_report(report)
     return EXIT_OK
 
 
+def _root(args: argparse.Namespace) -> Path:
+    """--root, else POSAPL_INDEX_ROOT (environment or .env), else data/index: the same rule in every verb."""
+    return settings_from_args(IndexSettings, args).root
+
+
 def _rollback(args: argparse.Namespace) -> int:
-    root = Path(args.root)
+    root = _root(args)
     try:
         with store_lock(root):
             number = rollback(root)
@@ -93,7 +118,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    root = Path(args.root)
+    root = _root(args)
     store = IndexStore(root)
     try:
         config = StoreConfig.load(root)
@@ -131,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = commands.add_parser("build", help="create (or reconfigure) an index store and publish a version")
     build.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="image folders")
-    build.add_argument("--out", dest="root", type=Path, required=True, metavar="ROOT", help="index store root")
+    build.add_argument("--out", dest="root", type=Path, metavar="ROOT", help=ROOT_HELP)
     build.add_argument("--checkpoint", help="POSAPL checkpoint directory (default: zero-shot base CLIP)")
     build.add_argument("--pretrained", help="open_clip tag or local weights file for the base model")
     build.add_argument("--arch", help="open_clip architecture name or JSON config (zero-shot only)")
@@ -150,6 +175,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         const="ivf",
         help="IVF-Flat image index instead of exact search (archives above ~1M images)",
     )
+    build.add_argument(
+        "--index-kind", choices=["auto", "flat", "hnsw", "ivf", "ivf-sq8"], help="image index (default auto: by size)"
+    )
     build.add_argument("--nlist", type=int, help="IVF lists (capped at images/39)")
     build.add_argument("--nprobe", type=int, help="IVF lists searched per query")
     build.add_argument("--max-pixels", type=int, help="larger images are skipped as decompression bombs")
@@ -162,18 +190,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--keep-missing", action="store_const", const=True, help="updates keep entries whose files have disappeared"
     )
+    build.add_argument("--tile-sizes", type=_int_list, metavar="PX[,PX]", help="window sizes, e.g. 256,512")
+    build.add_argument("--tile-overlap", type=float, help="fraction a window shares with its neighbour (default 0.25)")
+    build.add_argument("--bands", type=_int_list, metavar="B,G,R", help="bands read as RGB (e.g. 4,3,2) or one as grey")
+    build.add_argument("--min-valid", type=float, help="tiles with less of their pixels holding data are dropped")
+    build.add_argument("--max-tiles-per-scene", type=int, help="larger scenes are skipped with the reason")
     _runtime_flags(build)
     build.set_defaults(func=_build)
 
     update = commands.add_parser("update", help="rescan the store's folders and publish a version if anything changed")
-    update.add_argument("--root", type=Path, required=True)
+    update.add_argument("--root", type=Path, help=ROOT_HELP)
+    update.add_argument(
+        "--add-images",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="also index these image folders from now on (recorded in ROOT/config.json)",
+    )
+    update.add_argument(
+        "--add-captions",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="add these caption files to the caption bank from now on (recorded in ROOT/config.json)",
+    )
     _runtime_flags(update)
     update.set_defaults(func=_update)
 
     back = commands.add_parser("rollback", help="make the previous version live again")
-    back.add_argument("--root", type=Path, required=True)
+    back.add_argument("--root", type=Path, help=ROOT_HELP)
     back.set_defaults(func=_rollback)
 
     status = commands.add_parser("status", help="print the live version's manifest summary as JSON")
-    status.add_argument("--root", type=Path, required=True)
+    status.add_argument("--root", type=Path, help=ROOT_HELP)
     status.set_defaults(func=_status)

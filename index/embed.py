@@ -1,9 +1,10 @@
-"""Embed archive files in batches, checkpointing every batch so a killed job resumes instead of redoing work.
+"""Embed archive files and scene windows in batches, checkpointing every batch so a killed job resumes instead of
+redoing work.
 
 Decoding and resizing run in DataLoader worker processes (the CPU-bound part); the model runs in the
-main process through posapl.encode.encode_images (bf16 autocast on GPU, float32 on CPU). Each finished
+main process through posapl.encode.encode_images (float32 on every device). Each finished
 batch is written to ROOT/work/<fingerprint>/batch-NNNNNN.npz atomically (temp file, fsync, rename, fsync
-dir), so after a crash every batch on disk is complete and the next run skips those content hashes.
+dir), so after a crash every batch on disk is complete and the next run skips those items.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,18 +22,64 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from index.decode import BadImageError, ImageFacts, decode_image
+from index.decode import BadImageError, ImageFacts, decode_image, facts_from_dict
 from index.layout import fsync_dir
 from posapl.encode import encode_images
 from posapl.model import POSAPL
 from posapl.preprocess import IMAGE_MEAN, IMAGE_STD
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of embedding work: a whole file (window None) or one window of a scene, at one tile size.
+
+    `scene` carries the scene's probe (its band selection and its one stretch) to the worker that decodes a
+    window; a whole file is probed by the worker itself.
+    """
+
+    key: str  # the file's sha256, or sha256@x,y,w,h:size for a tile
+    path: Path
+    window: tuple[int, int, int, int] | None = None
+    size: int | None = None
+    scene: ImageFacts | None = None
+    bands: tuple[int, ...] | None = None
+
+
+def item_key(sha256: str, window: tuple[int, int, int, int] | None, size: int | None) -> str:
+    return sha256 if window is None else f"{sha256}@{window[0]},{window[1]},{window[2]},{window[3]}:{size}"
+
+
+@dataclass(frozen=True)
+class DecodedItem:
+    key: str
+    pixels: np.ndarray | None  # (H, W, 3) uint8 at the model's input size; None when failed or empty
+    facts: ImageFacts | None  # of the whole file, for whole-file items
+    failure: str | None = None
+    empty: bool = False  # a tile with less than `min_valid` of its pixels holding data
+
+
+def decode_item(item: WorkItem, image_size: int, max_pixels: int, min_valid: float = 0.0) -> DecodedItem:
+    """Decode and resize one work item: the only per-item step, shared by every way of running the job."""
+    try:
+        decoded = decode_image(item.path, max_pixels, bands=item.bands, window=item.window, scene=item.scene)
+    except BadImageError as exc:
+        return DecodedItem(item.key, None, None, str(exc))
+    if item.window is not None and decoded.valid < min_valid:
+        return DecodedItem(item.key, None, None, empty=True)
+    size = (image_size, image_size)
+    pixels = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
+    return DecodedItem(item.key, pixels, decoded.facts() if item.window is None else None)
+
+
 @dataclass
 class WorkState:
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # sha256 -> vector
-    facts: dict[str, ImageFacts] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)  # sha256 -> reason
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # item key -> vector
+    facts: dict[str, ImageFacts] = field(default_factory=dict)  # whole-file items only
+    failures: dict[str, str] = field(default_factory=dict)  # item key -> reason
+    empty: set[str] = field(default_factory=set)  # tiles without enough data, not embedded
+
+    def done(self, key: str) -> bool:
+        return key in self.vectors or key in self.failures or key in self.empty
 
 
 class WorkLog:
@@ -51,19 +98,29 @@ class WorkLog:
         for path in self._batches():
             try:
                 with np.load(path, allow_pickle=False) as data:
-                    shas, vectors = data["sha256"], data["vectors"]
+                    keys, vectors = data["keys"], data["vectors"]
                     facts, failures = json.loads(str(data["facts"])), json.loads(str(data["failures"]))
+                    empty = json.loads(str(data["empty"]))
             except (OSError, ValueError, KeyError):
                 continue  # a batch file is only visible once complete; anything else is not ours to trust
-            if vectors.ndim != 2 or vectors.shape[1] != dim or len(shas) != len(vectors):
+            if vectors.ndim != 2 or vectors.shape[1] != dim or not len(keys) == len(vectors) == len(facts):
                 continue
-            for sha, vector, fact in zip(shas.tolist(), vectors, facts):
-                state.vectors[sha] = vector
-                state.facts[sha] = ImageFacts(**{**fact, "bbox": tuple(fact["bbox"]) if fact["bbox"] else None})
+            for key, vector, fact in zip(keys.tolist(), vectors, facts):
+                state.vectors[key] = vector
+                if fact is not None:
+                    state.facts[key] = facts_from_dict(fact)
             state.failures.update(failures)
+            state.empty.update(empty)
         return state
 
-    def append(self, shas: list[str], vectors: np.ndarray, facts: list[ImageFacts], failures: dict[str, str]) -> Path:
+    def append(
+        self,
+        keys: list[str],
+        vectors: np.ndarray,
+        facts: list[ImageFacts | None],
+        failures: dict[str, str],
+        empty: Sequence[str] = (),
+    ) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         number = len(self._batches())
         path = self.directory / f"batch-{number:06d}.npz"
@@ -74,10 +131,11 @@ class WorkLog:
         with open(tmp, "wb") as handle:
             np.savez(
                 handle,
-                sha256=np.array(shas, dtype="U64"),
+                keys=np.array(keys, dtype=str),
                 vectors=vectors.astype(np.float32),
-                facts=np.array(json.dumps([asdict(f) for f in facts])),
+                facts=np.array(json.dumps([asdict(f) if f is not None else None for f in facts])),
                 failures=np.array(json.dumps(failures)),
+                empty=np.array(json.dumps(list(empty))),
             )
             handle.flush()
             os.fsync(handle.fileno())
@@ -92,39 +150,20 @@ class WorkLog:
             self.directory.rmdir()
 
 
-DecodedItem = tuple[str, torch.Tensor | None, ImageFacts | None, str | None]
-
-
-def decode_item(item: tuple[str, Path], image_size: int, max_pixels: int) -> DecodedItem:
-    """One work item -> (key, resized uint8 CHW tensor, facts, None), or (key, None, None, reason) for a bad file.
-
-    The one per-item step shared by the in-process DataLoader and the Ray decode tasks (index.cluster), so
-    both embed exactly the same pixels.
-    """
-    sha, path = item
-    try:
-        decoded = decode_image(path, max_pixels)
-    except BadImageError as exc:
-        return sha, None, None, str(exc)
-    facts = decoded.facts()
-    size = (image_size, image_size)
-    resized = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
-    return sha, torch.from_numpy(resized.copy()).permute(2, 0, 1), facts, None
-
-
 class ArchiveImages(Dataset):
-    """(sha256, path) pairs -> decoded, resized uint8 tensors; bad files come back with their reason."""
+    """Work items -> decoded, resized uint8 tensors; bad items come back with their reason."""
 
-    def __init__(self, items: list[tuple[str, Path]], image_size: int, max_pixels: int) -> None:
+    def __init__(self, items: list[WorkItem], image_size: int, max_pixels: int, min_valid: float = 0.0) -> None:
         self.items = items
         self.image_size = image_size
         self.max_pixels = max_pixels
+        self.min_valid = min_valid
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> DecodedItem:
-        return decode_item(self.items[index], self.image_size, self.max_pixels)
+        return decode_item(self.items[index], self.image_size, self.max_pixels, self.min_valid)
 
 
 def normalise(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -147,19 +186,20 @@ def collate(batch: list) -> list:
 
 def embed_files(
     model: POSAPL,
-    items: list[tuple[str, Path]],
+    items: list[WorkItem],
     log: WorkLog,
     batch_size: int,
     num_workers: int,
     max_pixels: int,
     after_batch: Callable[[int], None] | None = None,
     progress: bool = True,
+    min_valid: float = 0.0,
 ) -> int:
     """Embed `items` into `log`; returns the number embedded. `after_batch(n)` runs after batch n is durable."""
     if not items:
         return 0
     loader = DataLoader(
-        ArchiveImages(items, model.image_size, max_pixels),
+        ArchiveImages(items, model.image_size, max_pixels, min_valid),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate,
@@ -172,14 +212,15 @@ def embed_files(
     bar = tqdm(total=len(items), unit="img", desc="embedding", disable=not progress, dynamic_ncols=True)
     try:
         for number, batch in enumerate(loader, start=1):
-            good = [(sha, tensor, facts) for sha, tensor, facts, _ in batch if tensor is not None]
-            failures = {sha: reason for sha, _, _, reason in batch if reason is not None}
+            good = [item for item in batch if item.pixels is not None]
+            failures = {item.key: item.failure for item in batch if item.failure is not None}
             if good:
-                pixels = torch.stack([t for _, t, _ in good])
+                pixels = torch.stack([torch.from_numpy(item.pixels.copy()).permute(2, 0, 1) for item in good])
                 vectors = encode_images(model, normalise(pixels, model.device), batch_size=batch_size)
             else:
                 vectors = np.zeros((0, model.embed_dim), dtype=np.float32)
-            log.append([sha for sha, _, _ in good], vectors, [f for _, _, f in good], failures)
+            empty = [item.key for item in batch if item.empty]
+            log.append([item.key for item in good], vectors, [item.facts for item in good], failures, empty)
             embedded += len(good)
             bar.update(len(batch))
             bar.set_postfix(images_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.1f}")

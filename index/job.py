@@ -19,18 +19,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.transform import Affine, array_bounds
+from tqdm import tqdm
 
-from index.captions import corpus_digest, load_corpus
+from index.captions import corpus_digest, embed_bank, load_corpus
+from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
-from index.layout import LAST_RUN, WORK, content_id
+from index.geo import footprint, gsd
+from index.layout import LAST_RUN, WORK, content_id, item_id
 from index.profiles import compute_profiles
+from index.progress import stage
 from index.publish import VersionContent, publish, remove_staging, store_lock
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
-from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
+from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
+from index.tiles import FilePlan, plan_file
 from index.vectors import IndexSpec, build_index, stored_vectors
 from posapl.checkpoint import load_model
-from posapl.encode import embed_captions
 from posapl.model import POSAPL
 from posapl.pos import PosTagger
 
@@ -97,26 +102,79 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _new_record(scanned: ScannedFile, facts) -> ImageRecord:
+def _time(facts: ImageFacts, scanned: ScannedFile) -> str:
+    """The acquisition time the file states, else its modification time."""
+    return facts.time or datetime.fromtimestamp(scanned.mtime, UTC).isoformat()
+
+
+def _geometry_text(facts: ImageFacts, window: tuple[int, int, int, int]) -> str | None:
+    shape = footprint(facts.crs, facts.transform, window)
+    return None if shape is None else json.dumps(shape, separators=(",", ":"))
+
+
+def _new_record(
+    scanned: ScannedFile,
+    facts: ImageFacts,
+    window: tuple[int, int, int, int] | None = None,
+    size: int | None = None,
+) -> ImageRecord:
+    """The record of the whole file (window None) or of one tile of it."""
+    box = window or (0, 0, facts.width, facts.height)
     return ImageRecord(
+        id=item_id(scanned.sha256, window, size),
+        source=scanned.source,
+        path=scanned.path,
+        sha256=scanned.sha256,
+        bytes=scanned.bytes,
+        width=box[2],
+        height=box[3],
+        mtime=scanned.mtime,
+        bands=facts.bands,
+        dtype=facts.dtype,
+        preprocessing=facts.preprocessing,
+        bbox=_window_bounds(facts, box),
+        crs=facts.crs,
+        window=window,
+        window_size=size,
+        footprint=_geometry_text(facts, box),
+        gsd=gsd(facts.crs, facts.transform, box),
+        time=_time(facts, scanned),
+    )
+
+
+def _window_bounds(facts: ImageFacts, window: tuple[int, int, int, int]) -> tuple[float, float, float, float] | None:
+    """Native bounds of a window (the file's bounds for the whole file)."""
+    if facts.transform is None:
+        return facts.bbox
+    x, y, width, height = window
+    return tuple(float(v) for v in array_bounds(height, width, Affine(*facts.transform) @ Affine.translation(x, y)))
+
+
+def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRecord:
+    whole = (0, 0, facts.width, facts.height)
+    return SceneRecord(
         id=content_id(scanned.sha256),
         source=scanned.source,
         path=scanned.path,
         sha256=scanned.sha256,
         bytes=scanned.bytes,
+        mtime=scanned.mtime,
         width=facts.width,
         height=facts.height,
-        mtime=scanned.mtime,
         bands=facts.bands,
         dtype=facts.dtype,
         preprocessing=facts.preprocessing,
         bbox=facts.bbox,
         crs=facts.crs,
+        footprint=_geometry_text(facts, whole),
+        gsd=gsd(facts.crs, facts.transform, whole),
+        time=_time(facts, scanned),
+        items=items,
     )
 
 
 def _captions(
-    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int
+    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int, progress: bool
 ) -> tuple[list[tuple[str, str]], np.ndarray, bool]:
     """(text, source) per caption id, their vectors, and whether the live bank was reused unchanged."""
     if live is not None and live.manifest.raw.get("caption_digest") == digest:
@@ -127,7 +185,7 @@ def _captions(
     corpus = load_corpus(config.captions)
     if not corpus:
         return [], np.zeros((0, model.embed_dim), np.float32), False
-    vectors = embed_captions(model, PosTagger(), [text for text, _ in corpus], batch_size=batch_size)
+    vectors = embed_bank(model, PosTagger(), [text for text, _ in corpus], batch_size, progress)
     return corpus, vectors, False
 
 
@@ -139,39 +197,67 @@ class ImagePlan:
     vectors: list[np.ndarray]
     skipped: list[tuple[str, str]]
     missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
+    scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
+
+
+def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
+    """Why a new file yields no items: its plan failed, a window failed (the scene is then left out whole, so
+    that a version never holds half a scene), or it has no window with data."""
+    if plan.failure is not None:
+        return plan.failure
+    for item in plan.items:
+        if item.key in state.failures:
+            where = "" if item.window is None else f"window at x={item.window[0]}, y={item.window[1]}: "
+            return f"{where}{state.failures[item.key]}"
+        if not state.done(item.key):
+            return "not embedded"
+    if not any(item.key in state.vectors for item in plan.items):
+        return "no tile holds data (every window is nodata or masked)"
+    return None
 
 
 def _plan_images(
     chosen: dict[str, ScannedFile],
     live: IndexVersion | None,
     state: WorkState,
+    file_plans: dict[str, FilePlan],
     keep_missing: bool,
 ) -> ImagePlan:
     """Reuse live records and vectors for known hashes (with current path and mtime), take new ones from the
-    embedding checkpoints, report files that failed to decode."""
-    live_records = {r.sha256: r for r in live.all_images()} if live is not None else {}
+    embedding checkpoints, report files that failed to decode. A file's items (its tiles) come and go together."""
+    live_records: dict[str, list[ImageRecord]] = {}
+    for record in live.all_images() if live is not None else []:
+        live_records.setdefault(record.sha256, []).append(record)
     live_vectors: dict[int, np.ndarray] = {}
     if live is not None:
         ids, vectors = stored_vectors(live.image_index)
         live_vectors = dict(zip(ids.tolist(), vectors))
-    plan = ImagePlan([], [], [], [r for sha, r in live_records.items() if sha not in chosen])
+    missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
+    plan = ImagePlan([], [], [], missing)
     for sha, scanned in chosen.items():
+        moved = dict(source=scanned.source, path=scanned.path, bytes=scanned.bytes, mtime=scanned.mtime)
         if sha in live_records:
-            record = replace(
-                live_records[sha], source=scanned.source, path=scanned.path, bytes=scanned.bytes, mtime=scanned.mtime
-            )
-            vector = live_vectors[record.id]
-        elif sha in state.vectors:
-            record, vector = _new_record(scanned, state.facts[sha]), state.vectors[sha]
-        else:
-            plan.skipped.append((str(scanned.absolute), state.failures.get(sha, "not embedded")))
+            for record in live_records[sha]:
+                plan.records.append(replace(record, **moved))
+                plan.vectors.append(live_vectors[record.id])
+            plan.scenes[sha] = replace(live.scene(content_id(sha)), **moved)
             continue
-        plan.records.append(record)
-        plan.vectors.append(vector)
+        file_plan = file_plans[sha]
+        failure = _scene_failure(file_plan, state)
+        if failure is not None:
+            plan.skipped.append((str(scanned.absolute), failure))
+            continue
+        embedded = [item for item in file_plan.items if item.key in state.vectors]
+        facts = file_plan.scene if file_plan.scene is not None else state.facts[embedded[0].key]
+        for item in embedded:
+            plan.records.append(_new_record(scanned, facts, item.window, item.size))
+            plan.vectors.append(state.vectors[item.key])
+        plan.scenes[sha] = scene_record(scanned, facts, len(embedded))
     if keep_missing:
         for record in plan.missing:
             plan.records.append(record)
             plan.vectors.append(live_vectors[record.id])
+            plan.scenes[record.sha256] = live.scene(record.scene_id)
     return plan
 
 
@@ -197,15 +283,17 @@ def _content(
     spec: IndexSpec,
     extra_manifest: dict[str, Any],
     known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
+    progress: bool = False,
 ) -> VersionContent:
     caption_texts, caption_vectors = captions
     image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
     image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    image_index, index_info = build_index(image_vectors, image_ids, spec)
-    caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec())
+    with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):
+        image_index, index_info = build_index(image_vectors, image_ids, spec, queries=caption_vectors)
+        caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
     profiles, profile_info = compute_profiles(
-        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles
+        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles, progress
     )
     size = model.image_size
     return VersionContent(
@@ -216,6 +304,7 @@ def _content(
         caption_index=caption_index,
         profiles=profiles,
         skipped=plan.skipped,
+        scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
         manifest={
             "model": {
                 "fingerprint": model.fingerprint(),
@@ -229,11 +318,24 @@ def _content(
             "profiles": profile_info,
             "sources": [str(s) for s in config.sources],
             "caption_sources": [str(p) for p in config.captions],
-            "preprocessing": "first three bands; non-8-bit data scaled to 8-bit by per-image 2nd-98th "
-            f"percentiles (per-image note in images.preprocessing); bicubic resize to {size}x{size}",
+            "preprocessing": "the file's RGB bands (else its first three, or one as grey) or the configured bands; "
+            "non-8-bit data scaled to 8-bit by per-scene 2nd-98th percentiles (note per file in "
+            f"images.preprocessing); files larger than the smallest tile size cut into windows; bicubic resize to "
+            f"{size}x{size}",
             **extra_manifest,
         },
     )
+
+
+def _decode_settings(config: StoreConfig) -> dict[str, Any]:
+    """What decides a file's items and pixels; a version built with other values cannot be reused item by item."""
+    return {
+        "bands": config.bands,
+        "tile_sizes": config.tile_sizes,
+        "tile_overlap": config.tile_overlap,
+        "min_valid": config.min_valid,
+        "max_tiles_per_scene": config.max_tiles_per_scene,
+    }
 
 
 def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None = None) -> RunReport:
@@ -261,18 +363,32 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
                 shutil.rmtree(stale, ignore_errors=True)  # checkpoints of another model can never be reused
         log = WorkLog(work_root / fingerprint[:16])
 
+        decode = _decode_settings(config)
+        if live is not None and live.manifest.raw.get("decode") != decode:
+            full_rebuild = "tiling or band settings changed"
+            live.close()
+            live = None
         live_records = {r.sha256: r for r in live.all_images()} if live is not None else {}
         cache: HashCache = {(r.source, r.path): (r.bytes, r.mtime, r.sha256) for r in live_records.values()}
         if live is not None and [str(s) for s in config.sources] != live.manifest.sources:
             cache = {}  # source numbering changed; hashes are recomputed rather than mis-attributed
-        files, unreadable = scan_sources(config.sources, cache, settings.hash_threads)
+        files, unreadable = scan_sources(config.sources, cache, settings.hash_threads, settings.progress)
         chosen: dict[str, ScannedFile] = {}
         for scanned in files:
             chosen.setdefault(scanned.sha256, scanned)
 
         state = log.load(model.embed_dim)
         new = [sha for sha in chosen if sha not in live_records]
-        todo = [(sha, chosen[sha].absolute) for sha in new if sha not in state.vectors and sha not in state.failures]
+        bands = tuple(config.bands) if config.bands else None
+        file_plans = {
+            sha: plan_file(
+                sha, chosen[sha].absolute, config.tile_sizes, config.tile_overlap, bands, config.max_tiles_per_scene,
+                config.max_pixels,
+            )
+            for sha in tqdm(new, desc="planning tiles", unit="file", disable=not settings.progress or not new)
+        }
+        planned = [item for sha in new for item in file_plans[sha].items]
+        todo = [item for item in planned if not state.done(item.key)]
         embed = embed_files
         if settings.ray_address is not None:
             from index.cluster import cluster_embedder
@@ -287,20 +403,24 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             config.max_pixels,
             after_batch=lambda n: pause(f"batch:{n}"),
             progress=settings.progress,
+            min_valid=config.min_valid,
         )
-        plan = _plan_images(chosen, live, log.load(model.embed_dim), config.keep_missing)
+        plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
         plan.skipped = sorted(plan.skipped + unreadable)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
-        caption_texts, caption_vectors, captions_reused = _captions(model, config, live, digest, settings.batch_size)
-        spec = IndexSpec(kind=config.index_kind, nlist=config.nlist, nprobe=config.nprobe)
+        caption_texts, caption_vectors, captions_reused = _captions(
+            model, config, live, digest, settings.batch_size, settings.progress
+        )
+        spec = config.index_spec()
         counts = {
             "files": len(files),
             "duplicates": len(files) - len(chosen),
             "new": sum(1 for r in plan.records if r.sha256 not in live_records),
-            "resumed": len(new) - len(todo),
-            "removed": 0 if config.keep_missing else len(plan.missing),
-            "missing_kept": len(plan.missing) if config.keep_missing else 0,
+            "resumed": len(planned) - len(todo),
+            "scenes": len(plan.scenes),
+            "removed": 0 if config.keep_missing else len({r.sha256 for r in plan.missing}),
+            "missing_kept": len({r.sha256 for r in plan.missing}) if config.keep_missing else 0,
             "images": len(plan.records),
             "captions": len(caption_texts),
             "skipped": len(plan.skipped),
@@ -308,7 +428,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         unchanged = (
             live is not None
             and captions_reused
-            and set(plan.records) == set(live_records.values())
+            and set(plan.records) == set(live.all_images())
             and plan.skipped == sorted(map(tuple, live.skipped()))
             and live.manifest.index.get("requested") == asdict(spec)
             and live.manifest.sources == [str(s) for s in config.sources]
@@ -323,10 +443,12 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
                 plan,
                 (caption_texts, caption_vectors),
                 spec,
-                {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}},
+                {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}, "decode": decode},
                 _reusable_image_profiles(live, captions_reused, config.profile_points),
+                settings.progress,
             )
-            number, status = publish(root, content, config.keep_versions, pause), "published"
+            with stage("writing, verifying and publishing the version", settings.progress):
+                number, status = publish(root, content, config.keep_versions, pause), "published"
         log.clear()
         report = RunReport(
             status,

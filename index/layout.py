@@ -6,7 +6,7 @@ ROOT/.lock                         flock target: one writer at a time
 ROOT/last-run.json                 report of the latest build/update run (counts, skipped files, reasons)
 ROOT/versions/<n>/images.faiss     image vectors, FAISS ids = image ids
 ROOT/versions/<n>/captions.faiss   caption-bank vectors, FAISS ids = caption ids
-ROOT/versions/<n>/meta.sqlite      tables images, captions, skipped
+ROOT/versions/<n>/meta.sqlite      tables images (index items), scenes, footprints (R*Tree), captions, skipped
 ROOT/versions/<n>/profiles.npz     re-ranking profiles: image_ids, image_profiles, caption_ids, caption_profiles
 ROOT/versions/<n>/manifest.json    version, created, model, dim, counts, sha256 + size of every other file
 ROOT/work/                         resumable embedding checkpoints of an unfinished run
@@ -19,7 +19,7 @@ import hashlib
 import os
 from pathlib import Path
 
-FORMAT = "posapl-index/1"
+FORMAT = "posapl-index/2"  # 2: tiles (windows), scenes table, WGS84 footprints and their R*Tree
 CURRENT = "CURRENT"
 CONFIG = "config.json"
 LOCK = ".lock"
@@ -42,6 +42,15 @@ def content_id(sha256_hex: str) -> int:
     """Stable 63-bit image id from the content hash: the same bytes always get the same id, never -1
     (FAISS's "no result") and always a valid SQLite INTEGER."""
     return int(sha256_hex[:16], 16) & ID_MASK
+
+
+def item_id(sha256_hex: str, window: tuple[int, int, int, int] | None, size: int | None) -> int:
+    """Id of one index item: the file's content id for a whole image (so ids of small images never change),
+    else the content id of (file hash, window, window size) for a tile."""
+    if window is None:
+        return content_id(sha256_hex)
+    key = f"{sha256_hex}:{window[0]}:{window[1]}:{window[2]}:{window[3]}:{size}"
+    return content_id(hashlib.sha256(key.encode()).hexdigest())
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

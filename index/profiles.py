@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from index.progress import bar
 from posapl.rerank import PROFILE_HEADER, build_profiles
 
 FULL_PROFILES_LIMIT_BYTES = 8 * 2**30
+PROFILE_CHUNK = 4096  # items profiled between two progress updates
 
 
 def _check_full_size(n_images: int, n_captions: int) -> None:
@@ -39,17 +41,29 @@ def _image_profiles(
     caption_vectors: np.ndarray,
     width: int,
     known: tuple[np.ndarray, np.ndarray] | None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Profiles of the images against the bank, copying the rows of `known` (ids, profiles) where it has them."""
     if known is None or known[1].shape[1] != width + PROFILE_HEADER:
-        return build_profiles(image_vectors, caption_vectors, n_quantiles=width)
+        return _profiles(image_vectors, caption_vectors, width, "image profiles", progress)
     row_of = {int(i): row for row, i in enumerate(known[0])}
     rows = np.array([row_of.get(int(i), -1) for i in image_ids], dtype=np.int64)
     out = np.empty((len(image_ids), width + PROFILE_HEADER), dtype=np.float32)
     out[rows >= 0] = known[1][rows[rows >= 0]]
     new = rows < 0
     if new.any():
-        out[new] = build_profiles(image_vectors[new], caption_vectors, n_quantiles=width)
+        out[new] = _profiles(image_vectors[new], caption_vectors, width, "image profiles", progress)
+    return out
+
+
+def _profiles(items: np.ndarray, bank: np.ndarray, width: int, what: str, progress: bool) -> np.ndarray:
+    """build_profiles over row chunks (rows are independent), so a long computation shows its progress."""
+    out = np.empty((len(items), width + PROFILE_HEADER), dtype=np.float32)
+    with bar(len(items), what, "item", progress) as shown:
+        for start in range(0, len(items), PROFILE_CHUNK):
+            chunk = items[start : start + PROFILE_CHUNK]
+            out[start : start + len(chunk)] = build_profiles(chunk, bank, n_quantiles=width)
+            shown.update(len(chunk))
     return out
 
 
@@ -60,6 +74,7 @@ def compute_profiles(
     caption_vectors: np.ndarray,
     points: int,
     known_image_profiles: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays for profiles.npz and the manifest's description of them. `points` similarities per item, or
     0 for the whole sorted profile (each side as wide as the other side's count). `known_image_profiles`
@@ -71,9 +86,11 @@ def compute_profiles(
         image_width = points or len(caption_ids)
         caption_width = points or len(image_ids)
         image_profiles = _image_profiles(
-            image_ids, image_vectors, caption_vectors, max(2, image_width), known_image_profiles
+            image_ids, image_vectors, caption_vectors, max(2, image_width), known_image_profiles, progress
         )
-        caption_profiles = build_profiles(caption_vectors, image_vectors, n_quantiles=max(2, caption_width))
+        caption_profiles = _profiles(
+            caption_vectors, image_vectors, max(2, caption_width), "caption profiles", progress
+        )
         info = {"method": "posapl.rerank.build_profiles", "points": points, "width": int(image_profiles.shape[1])}
     else:
         image_profiles = np.zeros((len(image_ids), 0), np.float32)

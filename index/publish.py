@@ -6,7 +6,8 @@ Order of operations, so that a crash at any instant leaves CURRENT naming a comp
 3. rename it to ROOT/versions/<n> and fsync versions/ (a crash here leaves an unpublished complete version,
    which the next run simply numbers past);
 4. write CURRENT.tmp, fsync, os.replace onto CURRENT, fsync ROOT;
-5. delete versions beyond the newest `keep` (never the live one) and stale staging folders.
+5. delete old versions: never CURRENT, never the newest intact version before it (what a server that
+   refused a corrupt CURRENT still serves), never the `keep` newest intact ones (see `retained`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import shapely
 
 from index.layout import (
     CAPTIONS_INDEX,
@@ -41,7 +43,15 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
-from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion
+from index.store import (
+    ImageRecord,
+    IndexIntegrityError,
+    IndexStore,
+    IndexVersion,
+    SceneRecord,
+    read_manifest,
+    verify_files,
+)
 
 
 class StoreBusyError(RuntimeError):
@@ -73,11 +83,18 @@ class VersionContent:
     profiles: dict[str, np.ndarray]  # image_ids, image_profiles, caption_ids, caption_profiles
     skipped: list[tuple[str, str]]
     manifest: dict[str, Any]  # everything but version, created, counts and files
+    scenes: list[SceneRecord] = field(default_factory=list)  # one row per indexed file
 
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _bounds(footprint: str | None) -> tuple[float, float, float, float] | None:
+    if footprint is None:
+        return None
+    return shapely.from_geojson(footprint).bounds
 
 
 def _write_meta(path: Path, content: VersionContent) -> None:
@@ -86,15 +103,25 @@ def _write_meta(path: Path, content: VersionContent) -> None:
         db.executescript(
             """
             CREATE TABLE images (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
-                sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+                sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
                 mtime REAL NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
-                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs INTEGER);
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT,
+                window_x INTEGER, window_y INTEGER, window_width INTEGER, window_height INTEGER, window_size INTEGER,
+                footprint TEXT, gsd REAL, time TEXT, scene_id INTEGER NOT NULL);
+            CREATE INDEX images_scene ON images (scene_id);
+            CREATE INDEX images_time ON images (time);
+            CREATE TABLE scenes (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
+                sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER NOT NULL,
+                height INTEGER NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
+                min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT, footprint TEXT, gsd REAL, time TEXT,
+                items INTEGER NOT NULL);
+            CREATE VIRTUAL TABLE footprints USING rtree(id, min_lon, max_lon, min_lat, max_lat);
             CREATE TABLE captions (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT NULL);
             CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
             """
         )
         db.executemany(
-            "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO images VALUES ({','.join('?' * 25)})",
             [
                 (
                     r.id,
@@ -110,8 +137,32 @@ def _write_meta(path: Path, content: VersionContent) -> None:
                     r.preprocessing,
                     *(r.bbox or (None, None, None, None)),
                     r.crs,
+                    *(r.window or (None, None, None, None)),
+                    r.window_size,
+                    r.footprint,
+                    r.gsd,
+                    r.time,
+                    r.scene_id,
                 )
                 for r in content.image_records
+            ],
+        )
+        db.executemany(
+            "INSERT INTO footprints VALUES (?,?,?,?,?)",
+            [
+                (r.id, bounds[0], bounds[2], bounds[1], bounds[3])
+                for r in content.image_records
+                if (bounds := _bounds(r.footprint)) is not None
+            ],
+        )
+        db.executemany(
+            f"INSERT INTO scenes VALUES ({','.join('?' * 20)})",
+            [
+                (
+                    s.id, s.source, s.path, s.sha256, s.bytes, s.mtime, s.width, s.height, s.bands, s.dtype,
+                    s.preprocessing, *(s.bbox or (None, None, None, None)), s.crs, s.footprint, s.gsd, s.time, s.items,
+                )
+                for s in content.scenes
             ],
         )
         db.executemany(
@@ -119,6 +170,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             [(i, text, source) for i, (text, source) in enumerate(content.caption_texts)],
         )
         db.executemany("INSERT INTO skipped VALUES (?,?)", content.skipped)
+        db.execute("CREATE INDEX images_mtime ON images (mtime)")  # time filters select by range, not by scan
         db.commit()
     finally:
         db.close()
@@ -171,14 +223,61 @@ def remove_staging(root: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def prune(root: Path, keep: int) -> list[int]:
-    store = IndexStore(root)
+def _intact(store: IndexStore, number: int) -> bool:
+    """Manifest readable and every file matching its recorded size and sha256 (the reader's own checks)."""
+    path = store.version_path(number)
+    try:
+        manifest = read_manifest(path / MANIFEST)
+        if manifest.version != number:
+            return False
+        verify_files(path, manifest)
+    except (IndexIntegrityError, OSError):
+        return False
+    return True
+
+
+def retained(store: IndexStore, keep: int, known_intact: frozenset[int] = frozenset()) -> set[int]:
+    """The versions retention must keep.
+
+    - CURRENT, whatever its state (it is what readers are told to open);
+    - the newest intact version older than CURRENT: a server that refused a corrupt CURRENT keeps serving
+      the version it had, which is at best this one;
+    - the `keep` newest intact versions. Corrupt versions never count toward `keep`; one newer than the
+      oldest version kept above stays on disk for inspection, anything older is removed.
+
+    Versions are checked newest first and only until these are found, so a store with many old versions
+    is not re-hashed in full on every publish. `known_intact` are versions verified already (the one just
+    published).
+    """
     live = store.current_version()
-    removed = []
-    for number in store.versions()[:-keep] if keep > 0 else []:
-        if number != live:
-            shutil.rmtree(store.version_path(number))
-            removed.append(number)
+    numbers = sorted(store.versions(), reverse=True)
+    kept = {live} if live is not None and live in numbers else set()
+    intact = 0
+    previous_found = live is None
+    for number in numbers:
+        if intact >= keep and previous_found:
+            break
+        if not (number in known_intact or _intact(store, number)):
+            continue
+        if intact < keep:
+            intact += 1
+            kept.add(number)
+        if not previous_found and number < live:
+            kept.add(number)
+            previous_found = True
+    if not kept:
+        return set(numbers)  # nothing verifiable to fall back on: delete nothing
+    oldest = min(kept)
+    return kept | {n for n in numbers if n > oldest}
+
+
+def prune(root: Path, keep: int, known_intact: frozenset[int] = frozenset()) -> list[int]:
+    """Delete the versions `retained` does not keep; returns their numbers."""
+    store = IndexStore(root)
+    keep_set = retained(store, keep, known_intact)
+    removed = [n for n in store.versions() if n not in keep_set]
+    for number in removed:
+        shutil.rmtree(store.version_path(number))
     if removed:
         fsync_dir(root / VERSIONS)
     return removed
@@ -206,7 +305,7 @@ def publish(root: Path, content: VersionContent, keep: int, pause: Callable[[str
     pause("renamed")
     write_current(root, number)
     pause("published")
-    prune(root, keep)
+    prune(root, keep, frozenset({number}))
     return number
 
 

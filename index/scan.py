@@ -13,6 +13,7 @@ from pathlib import Path
 
 from index.decode import IMAGE_SUFFIXES
 from index.layout import file_sha256
+from index.progress import bar
 
 HashCache = dict[tuple[int, str], tuple[int, float, str]]  # (source, relpath) -> (bytes, mtime, sha256)
 
@@ -36,7 +37,7 @@ def _walk(root: Path) -> list[Path]:
 
 
 def scan_sources(
-    sources: list[Path], cache: HashCache | None = None, threads: int = 8
+    sources: list[Path], cache: HashCache | None = None, threads: int = 8, progress: bool = False
 ) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
     """All image files under `sources` in a stable order, and (path, reason) of files that cannot be read."""
     cache = cache or {}
@@ -63,8 +64,11 @@ def scan_sources(
         except OSError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        digests = list(pool.map(digest, candidates))
+    with ThreadPoolExecutor(max_workers=threads) as pool, bar(len(candidates), "hashing", "file", progress) as shown:
+        digests = []
+        for result in pool.map(digest, candidates):
+            digests.append(result)
+            shown.update()
     files = []
     for (number, rel, path, size, mtime), sha in zip(candidates, digests):
         if isinstance(sha, OSError):

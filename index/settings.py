@@ -16,8 +16,11 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.layout import CONFIG
+from index.vectors import FLAT_MAX_VECTORS, IndexSpec
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from posapl.rerank import DEFAULT_PROFILE_POINTS
+
+DEFAULT_INDEX_ROOT = Path("data/index")
 
 
 class StoreFields(BaseModel):
@@ -28,9 +31,11 @@ class StoreFields(BaseModel):
     pretrained: str = DEFAULT_PRETRAINED
     arch: str = DEFAULT_ARCH
     preset: Literal["rsitmd", "rsicd"] = "rsitmd"
-    index_kind: Literal["flat", "ivf"] = "flat"
-    nlist: int = Field(4096, ge=1)
-    nprobe: int = Field(32, ge=1)
+    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivf-sq8"] = Field(
+        "auto", description="image index; auto chooses by archive size and memory budget (index.vectors)"
+    )
+    nlist: int | None = Field(None, ge=1, description="IVF lists; None = about 4*sqrt(images)")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists searched; None = tuned to the recall target")
     max_pixels: int = Field(40_000_000, ge=1, description="decoded pixels above this are a decompression bomb")
     keep_versions: int = Field(3, ge=1)
     keep_missing: bool = Field(False, description="update keeps entries whose files are gone")
@@ -46,6 +51,58 @@ class StoreFields(BaseModel):
     def _profile_points(cls, value: int) -> int:
         if value == 1:
             raise ValueError("profile_points must be 0 (whole profile) or at least 2")
+        return value
+
+    ef_search: int | None = Field(None, ge=1, description="HNSW efSearch; None = tuned to the recall target")
+    hnsw_m: int = Field(32, ge=4, description="HNSW links per node")
+    flat_max_vectors: int = Field(FLAT_MAX_VECTORS, ge=0, description="auto: exact search below this many images")
+    index_memory_mib: int | None = Field(
+        None, ge=1, description="auto: memory budget of the image index; compressed codes only above it"
+    )
+    recall_target: float = Field(0.99, gt=0, le=1, description="recall@recall_k an approximate index is tuned to")
+    recall_k: int = Field(100, ge=1, description="K' of the recall target (the service's re-ranking candidates)")
+
+    def index_spec(self) -> IndexSpec:
+        return IndexSpec(
+            kind=self.index_kind,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
+            hnsw_m=self.hnsw_m,
+            ef_search=self.ef_search,
+            flat_max=self.flat_max_vectors,
+            memory_mib=self.index_memory_mib,
+            recall_target=self.recall_target,
+            recall_k=self.recall_k,
+        )
+
+    tile_sizes: list[int] = Field(
+        [256],
+        min_length=1,
+        description="window sizes (px) an image larger than the smallest is cut into; each window is resized to "
+        "the model input. RSICD/RSITMD chips are 224-256 px",
+    )
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9, description="fraction of a window shared with its neighbour")
+    bands: list[int] | None = Field(
+        None, description="1-based bands to read as R,G,B (3) or grey (1), e.g. 4,3,2; default: the file's RGB "
+        "colour bands, else its first three (or one) bands"
+    )
+    min_valid: float = Field(
+        0.5, ge=0.0, le=1.0, description="tiles with less of their pixels holding data are dropped"
+    )
+    max_tiles_per_scene: int = Field(50_000, ge=1, description="a scene needing more tiles is skipped, with the reason")
+
+    @field_validator("tile_sizes")
+    @classmethod
+    def _tile_sizes(cls, value: list[int]) -> list[int]:
+        if any(size < 16 for size in value):
+            raise ValueError("tile sizes must be at least 16 px")
+        return sorted(set(value))
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) not in (1, 3) or any(band < 1 for band in value)):
+            raise ValueError("bands must be 1 or 3 band numbers, counted from 1 (e.g. 4,3,2)")
         return value
 
 
@@ -79,9 +136,14 @@ class StoreConfig(StoreFields):
 
 
 class IndexSettings(StoreFields, BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="POSAPL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="POSAPL_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    root: Path | None = Field(None, description="index store root (holds CURRENT, versions/, config.json)")
+    root: Path = Field(
+        DEFAULT_INDEX_ROOT,
+        validation_alias="posapl_index_root",
+        description="index store root (holds CURRENT, versions/, config.json); POSAPL_INDEX_ROOT, the variable "
+        "the service reads, with the same default",
+    )
     images: list[Path] | None = Field(None, description="build: image folders")
     captions: list[Path] | None = Field(None, description="build: caption files")
 
@@ -108,8 +170,16 @@ class IndexSettings(StoreFields, BaseSettings):
         if not self.images:
             raise ValueError("build needs at least one image folder (--images)")
         return StoreConfig(
-            **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint"}),
+            **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint", "arch", "pretrained"}),
             sources=[p.resolve() for p in self.images],
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
+            arch=_absolute_if_file(self.arch),
+            pretrained=_absolute_if_file(self.pretrained),
         )
+
+
+def _absolute_if_file(value: str) -> str:
+    """A model config or weights file is recorded by absolute path, so the nightly update and the server
+    find it whatever their working directory; names (an open_clip tag, `random`) stay as they are."""
+    return str(Path(value).resolve()) if Path(value).is_file() else value

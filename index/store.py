@@ -16,6 +16,14 @@ Contract (names are stable; see index.layout for the files):
         .caption_index: faiss.Index   ids = caption ids (int64)
         .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result)
         .search_captions(queries, k) -> same, over the caption bank
+        .search_images_in(queries, k, ids) -> same, ranking only the given image ids (a filter's matches), all
+                                               of them eligible: exact scoring of their stored vectors for a
+                                               small set, a FAISS search restricted by an ID selector for a
+                                               large one (SUBSET_EXACT_MAX is the measured crossover)
+        .image_ids_in_time(min_mtime, max_mtime, among=None) -> int64 ids whose mtime is within the bounds
+                                               (None = open), optionally only among given ids
+        .image_ids_acquired(start, end) -> int64 ids whose acquisition time (ISO-8601) is within the bounds
+        .ids_in_area(bbox, geometry) -> int64 ids whose WGS84 footprint intersects a lon/lat box and/or geometry
         .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
@@ -30,7 +38,8 @@ Contract (names are stable; see index.layout for the files):
         .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
 
     Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
-        fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, nlist, nprobe),
+        fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, its parameters
+        such as nlist/nprobe or hnsw_m/ef_search, measured recall; see index.vectors),
         sources (absolute image folders), caption_sources, files ({name: {sha256, bytes}}), raw (the dict)
 
 A reader that fails to open a new version (IndexIntegrityError) should keep serving the version it has.
@@ -43,11 +52,14 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import shapely
+import shapely.geometry
 
 from index.layout import (
     CAPTIONS_INDEX,
@@ -59,8 +71,10 @@ from index.layout import (
     PROFILES,
     VERSION_FILES,
     VERSIONS,
+    content_id,
     file_sha256,
 )
+from index.vectors import set_search_parameter
 
 
 class IndexIntegrityError(ValueError):
@@ -119,7 +133,40 @@ class ImageRecord:
     dtype: str
     preprocessing: str  # how the file became 8-bit RGB (band selection, percentile scaling), "" when plain
     bbox: tuple[float, float, float, float] | None  # (min_x, min_y, max_x, max_y) in the CRS, GeoTIFF only
-    crs: int | None  # EPSG code, GeoTIFF only
+    crs: str | None  # "EPSG:n" (or WKT when the CRS has no authority code), georeferenced rasters only
+    window: tuple[int, int, int, int] | None = None  # x, y, width, height in scene pixels; None: the whole file
+    window_size: int | None = None  # the tile size the window was cut for
+    footprint: str | None = None  # GeoJSON geometry (EPSG:4326) of the item, georeferenced rasters only
+    gsd: float | None = None  # ground sample distance, metres per pixel
+    time: str | None = None  # acquisition time from the file's metadata, else its mtime; ISO-8601 UTC
+
+    @property
+    def scene_id(self) -> int:
+        """Every item of one file (its tiles, or the whole image) shares the file's content id."""
+        return content_id(self.sha256)
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """One indexed file: a scene cut into tiles, or a small image that is its own single item."""
+
+    id: int  # content id of the file
+    source: int
+    path: str
+    sha256: str
+    bytes: int
+    mtime: float
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    preprocessing: str
+    bbox: tuple[float, float, float, float] | None  # native bounds in `crs`
+    crs: str | None
+    footprint: str | None  # GeoJSON geometry (EPSG:4326)
+    gsd: float | None
+    time: str | None
+    items: int  # index items (tiles) of this scene
 
 
 @dataclass(frozen=True)
@@ -130,15 +177,33 @@ class CaptionRecord:
 
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
+# Up to this many ids, gathering their stored vectors and scoring them exactly beats a FAISS search with an ID
+# selector over the whole index; above it the selector wins (filtered-search-crossover rows of
+# benchmarks/RESULTS.md, 100k vectors: exact faster at 300 ids, the selector at 1,000 and more).
+SUBSET_EXACT_MAX = 300
 IMAGE_COLUMNS = (
     "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
-    "min_x, min_y, max_x, max_y, crs"
+    "min_x, min_y, max_x, max_y, crs, window_x, window_y, window_width, window_height, window_size, "
+    "footprint, gsd, time"
+)
+SCENE_COLUMNS = (
+    "id, source, path, sha256, bytes, mtime, width, height, bands, dtype, preprocessing, "
+    "min_x, min_y, max_x, max_y, crs, footprint, gsd, time, items"
 )
 
 
 def _image_record(row: tuple) -> ImageRecord:
     bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
-    return ImageRecord(*row[:11], bbox=bbox, crs=row[15])
+    window = None if row[16] is None else (row[16], row[17], row[18], row[19])
+    return ImageRecord(
+        *row[:11], bbox=bbox, crs=row[15], window=window, window_size=row[20], footprint=row[21], gsd=row[22],
+        time=row[23],
+    )
+
+
+def _scene_record(row: tuple) -> SceneRecord:
+    bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
+    return SceneRecord(*row[:11], bbox, *row[15:])
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -152,7 +217,10 @@ def read_manifest(path: Path) -> Manifest:
         raise IndexIntegrityError(f"{path} is not a JSON object")
     manifest = Manifest.from_dict(data)
     if manifest.format != FORMAT:
-        raise IndexIntegrityError(f"{path} has format {manifest.format!r}, expected {FORMAT!r}")
+        raise IndexIntegrityError(
+            f"{path} has format {manifest.format!r}, this version reads {FORMAT!r}: rebuild the index "
+            "(`posapl index build`; `posapl index update` rebuilds it too)"
+        )
     return manifest
 
 
@@ -188,7 +256,9 @@ class IndexVersion:
             self.caption_index = faiss.read_index(str(path / CAPTIONS_INDEX))
         except RuntimeError as exc:
             raise IndexIntegrityError(f"{path}: unreadable FAISS index: {exc}") from exc
-        self._set_nprobe()
+        set_search_parameter(self.image_index, self.manifest.index)
+        self._cpu_image_index = self.image_index  # the subset search runs on the CPU copy
+        self._id_rows: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
@@ -199,11 +269,6 @@ class IndexVersion:
             if isinstance(exc, sqlite3.Error):
                 raise IndexIntegrityError(f"{path}: unreadable metadata: {exc}") from exc
             raise
-
-    def _set_nprobe(self) -> None:
-        nprobe = self.manifest.index.get("nprobe")
-        if nprobe:
-            faiss.extract_index_ivf(self.image_index).nprobe = int(nprobe)
 
     def _load_profiles(self, path: Path) -> None:
         try:
@@ -239,7 +304,8 @@ class IndexVersion:
     def to_gpu(self) -> None:
         if faiss.get_num_gpus() > 0:
             resources = faiss.StandardGpuResources()
-            self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
+            if self.manifest.index.get("kind", "flat") != "hnsw":  # FAISS has no GPU HNSW: it stays on the CPU
+                self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
             self.caption_index = faiss.index_cpu_to_gpu(resources, 0, self.caption_index)
             self._gpu_resources = resources
 
@@ -257,8 +323,126 @@ class IndexVersion:
     def search_captions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._search(self.caption_index, queries, k)
 
+    def search_images_in(
+        self, queries: np.ndarray, k: int, ids: np.ndarray, method: str = "auto"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of `ids` only (every one of them is a candidate), as `search_images` returns them.
+        `method` "exact" or "selector" forces one strategy (for measuring the crossover)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
+            raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        k = max(1, k)
+        if len(ids) == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if method == "selector" or (method == "auto" and len(ids) > SUBSET_EXACT_MAX):
+            scores, found = self._search_selected(queries, min(k, len(ids)), ids)
+            if method == "selector" or (found >= 0).sum(axis=1).min() >= min(k, len(ids)):
+                return _pad(scores, found, k)
+            # an approximate index can miss members of a sparse selection: score them all exactly instead
+        return _pad(*self._score_exactly(queries, min(k, len(ids)), ids), k)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sorted ids, row of each) of an IndexIDMap2 image index, built once per version; None for IVF."""
+        index = self._cpu_image_index
+        if not isinstance(index, faiss.IndexIDMap2):
+            return None
+        with self._lock:
+            if self._id_rows is None:
+                id_map = faiss.vector_to_array(index.id_map).astype(np.int64)
+                order = np.argsort(id_map, kind="stable")
+                self._id_rows = (id_map[order], order)
+        return self._id_rows
+
+    def _flat_vectors(self) -> np.ndarray | None:
+        """The float vectors of an IDMap2 index over Flat or HNSW-Flat storage, as a view (no copy)."""
+        index = self._cpu_image_index
+        if not isinstance(index, faiss.IndexIDMap2):
+            return None
+        inner = faiss.downcast_index(index.index)
+        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        if not isinstance(storage, faiss.IndexFlat) or storage.ntotal == 0:
+            return None
+        return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, storage.d)
+
+    def _score_exactly(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        matrix, rows = self._flat_vectors(), self._rows()
+        if matrix is not None and rows is not None:
+            vectors = matrix[rows[1][np.searchsorted(rows[0], ids)]]
+        else:
+            vectors = self._cpu_image_index.reconstruct_batch(ids)
+        scores = queries @ vectors.T  # (Q, m)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top]
+
+    def _search_selected(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search restricted to `ids`: a bitmap over the rows of an IDMap2 index's inner index (one bit
+        test per vector, no hashing), or a hash set of ids inside an IVF index's lists."""
+        index = self._cpu_image_index
+        rows = self._rows()
+        if rows is not None:
+            sorted_ids, order = rows
+            members = order[np.searchsorted(sorted_ids, ids)]
+            bits = np.zeros((index.ntotal + 7) // 8, dtype=np.uint8)
+            np.bitwise_or.at(bits, members >> 3, (1 << (members & 7)).astype(np.uint8))
+            selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
+            inner = faiss.downcast_index(index.index)
+            if isinstance(inner, faiss.IndexHNSW):
+                # the graph walk visits members and non-members alike: widen the beam by the inverse of the
+                # selected share so about as many members are seen as unfiltered search sees vectors
+                ef = max(inner.hnsw.efSearch, k) * index.ntotal // len(ids)
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(min(index.ntotal, ef)))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+            scores, found = inner.search(queries, k, params=params)
+            id_map = faiss.vector_to_array(index.id_map) if found.size else np.zeros(0, np.int64)
+            return scores, np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
+        selector = faiss.IDSelectorBatch(ids)
+        ivf = faiss.extract_index_ivf(index)
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+        return index.search(queries, k, params=params)
+
+    def image_ids_in_time(
+        self, min_mtime: float | None, max_mtime: float | None, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Ids whose mtime is within the bounds; `among` (e.g. an area's ids) restricts the lookup to those ids,
+        so a small area is never intersected with a time range that holds most of the archive."""
+        clauses, values = [], []
+        if min_mtime is not None:
+            clauses.append("mtime >= ?")
+            values.append(min_mtime)
+        if max_mtime is not None:
+            clauses.append("mtime <= ?")
+            values.append(max_mtime)
+        where = " AND ".join(clauses) or "1"
+        if among is None:
+            return self._ids_where(where, values)
+        wanted = [int(i) for i in among]
+        parts = [
+            self._ids_where(f"id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *values])
+            for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def image_ids_acquired(self, start: datetime | None, end: datetime | None) -> np.ndarray:
+        """Items acquired within [start, end] (None = open). julianday() compares instants, whatever UTC offset
+        a stored time was written with."""
+        clauses, values = [], []
+        if start is not None:
+            clauses.append("julianday(time) >= julianday(?)")
+            values.append(start.isoformat())
+        if end is not None:
+            clauses.append("julianday(time) <= julianday(?)")
+            values.append(end.isoformat())
+        return self._ids_where(" AND ".join(["time IS NOT NULL", *clauses]), values)
+
+    def _ids_where(self, where: str, values: list[float | str]) -> np.ndarray:
+        with self._lock:
+            cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
+            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+
     def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
-        index = faiss.index_gpu_to_cpu(self.image_index) if hasattr(self, "_gpu_resources") else self.image_index
+        index = self._cpu_image_index
         out = np.empty((len(ids), self.manifest.dim), dtype=np.float32)
         for row, image_id in enumerate(ids):
             try:
@@ -339,6 +523,41 @@ class IndexVersion:
         with self._lock:
             return self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
 
+    def scene(self, scene_id: int) -> SceneRecord:
+        with self._lock:
+            row = self._db.execute(f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id = ?", (int(scene_id),)).fetchone()
+        if row is None:
+            raise KeyError(scene_id)
+        return _scene_record(row)
+
+    def ids_in_area(
+        self, bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """Ids of the items whose footprint intersects `bbox` (min_lon, min_lat, max_lon, max_lat) and/or the
+        GeoJSON `geometry` (both in EPSG:4326): the R*Tree narrows to bounding-box overlaps, shapely decides."""
+        areas = []
+        if bbox is not None:
+            areas.append(shapely.box(*bbox))
+        if geometry is not None:
+            areas.append(shapely.make_valid(shapely.geometry.shape(geometry)))
+        if not areas:
+            raise ValueError("ids_in_area needs a bbox or a geometry")
+        area = areas[0] if len(areas) == 1 else shapely.intersection(areas[0], areas[1])
+        if area.is_empty:
+            return np.zeros(0, dtype=np.int64)
+        min_lon, min_lat, max_lon, max_lat = area.bounds
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.id, i.footprint FROM footprints f JOIN images i ON i.id = f.id "
+                "WHERE f.max_lon >= ? AND f.min_lon <= ? AND f.max_lat >= ? AND f.min_lat <= ?",
+                (min_lon, max_lon, min_lat, max_lat),
+            ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        shapes = shapely.from_geojson([footprint for _, footprint in rows])
+        hit = shapely.intersects(shapes, area)
+        return np.array([row[0] for row, keep in zip(rows, hit) if keep], dtype=np.int64)
+
     def close(self) -> None:
         self._db.close()
 
@@ -383,6 +602,17 @@ class IndexStore:
         if not path.is_dir():
             raise IndexIntegrityError(f"{self.root}: version {number} does not exist")
         return IndexVersion(number, path, verify=verify)
+
+
+def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Widen (Q, k') results to (Q, k) with FAISS's "no result" (-1, -inf) when fewer than k exist."""
+    if scores.shape[1] >= k:
+        return scores, ids
+    extra = k - scores.shape[1]
+    return (
+        np.pad(scores, ((0, 0), (0, extra)), constant_values=-np.inf).astype(np.float32),
+        np.pad(ids, ((0, 0), (0, extra)), constant_values=-1),
+    )
 
 
 def open_version(root: str | Path, number: int | None = None, verify: bool = True) -> IndexVersion:

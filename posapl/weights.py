@@ -7,15 +7,25 @@ downloaded becomes one clear error naming both ways out instead of a network sta
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import huggingface_hub
 import open_clip
 import torch
 from open_clip.model import CLIP
 
 RANDOM = "random"
+CONNECT_CHECK_S = 2.0
+HUB_WEIGHTS_FILE = "open_clip_pytorch_model.bin"  # open_clip's names for a hub entry without a file name
+HUB_SAFETENSORS_FILE = "open_clip_model.safetensors"
+LOCAL_WEIGHTS_HINT = (
+    "Pass a local open_clip weights file instead (--pretrained /path/to/open_clip_pytorch_model.bin, "
+    "or POSAPL_PRETRAINED), or --pretrained random for testing only."
+)
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -81,11 +91,48 @@ def _weights_file(arch_name: str, pretrained: str) -> str:
             f"{pretrained!r} is neither a weights file nor an open_clip tag for {arch_name} "
             f"(tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch_name)) or 'none'})"
         )
+    unavailable = _why_no_download(tag_cfg)
+    if unavailable is not None:
+        cached = _cached_weights(tag_cfg)
+        if cached is not None:
+            return cached
+        raise WeightsUnavailableError(
+            f"the {arch_name} weights {pretrained!r} are not in the local cache and cannot be downloaded "
+            f"({unavailable}). {LOCAL_WEIGHTS_HINT}"
+        )
     try:
         return open_clip.download_pretrained(tag_cfg)
     except Exception as exc:  # any network/cache failure means the same thing to the user
         raise WeightsUnavailableError(
-            f"could not download the {arch_name} weights {pretrained!r} ({type(exc).__name__}). "
-            "Pass a local open_clip weights file instead (--pretrained /path/to/open_clip_pytorch_model.bin, "
-            "or POSAPL_PRETRAINED), or --pretrained random for testing only."
+            f"could not download the {arch_name} weights {pretrained!r} ({type(exc).__name__}). {LOCAL_WEIGHTS_HINT}"
         ) from exc
+
+
+def _why_no_download(tag_cfg: dict[str, Any]) -> str | None:
+    """Why a download cannot work, decided at once: offline mode, or the host not answering within
+    CONNECT_CHECK_S. Without this check the hub client retries a dead connection for about a minute
+    before failing."""
+    if huggingface_hub.constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    url = huggingface_hub.constants.ENDPOINT if tag_cfg.get("hf_hub") else tag_cfg.get("url", "")
+    if not url:
+        return None
+    try:
+        httpx.head(url, timeout=CONNECT_CHECK_S)
+    except httpx.HTTPError as exc:
+        return f"{url} is unreachable: {type(exc).__name__}"
+    return None
+
+
+def _cached_weights(tag_cfg: dict[str, Any]) -> str | None:
+    """The tag's weights file from the hub cache, if an earlier online run left it there."""
+    model_id, filename = os.path.split(tag_cfg.get("hf_hub", ""))
+    if not model_id:
+        return None
+    filename = filename or HUB_WEIGHTS_FILE
+    for name in ([HUB_SAFETENSORS_FILE] if filename == HUB_WEIGHTS_FILE else []) + [filename]:
+        try:
+            return huggingface_hub.hf_hub_download(model_id, name, local_files_only=True)
+        except Exception:  # not cached (or a broken cache entry): try the next name
+            continue
+    return None

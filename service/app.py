@@ -6,6 +6,7 @@ uvicorn --factory service.app:app_from_env      (settings from POSAPL_* / .env)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,12 +20,31 @@ from fastapi.staticfiles import StaticFiles
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
 from service.errors import install_error_handlers
+from service.json_body import JsonBodyLimit
 from service.metrics import ServiceMetrics
-from service.routers import admin, health, images, search
+from service.routers import admin, health, images, scenes, search
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
 STATIC = Path(__file__).resolve().parent / "static"
+UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
+DAY = "public, max-age=86400"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Give the service's loggers a handler at the configured level.
+
+    uvicorn configures only its own loggers; without this, INFO lines such as index swaps go to Python's
+    last-resort handler, which drops everything below WARNING. One handler per process, however many apps.
+    """
+    logger = logging.getLogger("service")
+    logger.setLevel(level)
+    if not any(getattr(handler, "posapl", False) for handler in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.posapl = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,6 +62,7 @@ def load_serving_model(settings: ServiceSettings) -> POSAPL:
 
 def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAPI:
     """Build the application; pass `model` to reuse one already loaded (the CLI loads it to build the index)."""
+    configure_logging(settings.log_level)
     metrics = ServiceMetrics()
 
     @asynccontextmanager
@@ -61,19 +82,24 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
         summary="Text-to-image and image-to-caption retrieval over a remote-sensing archive",
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, hidden=(settings.index_root, settings.index_root.resolve()))
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes, exempt_paths=UPLOAD_PATHS)
     app.middleware("http")(metrics.middleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
-    for module in (search, images, health, admin):
+    for module in (search, images, scenes, health, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def web_page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": DAY})
 
     return app
 

@@ -4,6 +4,10 @@ A forward pass over 8 queries costs little more than over one, so under load the
 `max_wait_ms` for company (or until `max_size` items are queued) and runs them together. The call runs in a
 dedicated thread so the event loop keeps accepting requests while the model works; while one batch runs,
 the next one fills up, so throughput grows with load and a lone request pays at most `max_wait_ms`.
+
+Requests from different clients share a batch, so one client's input must never fail another's request: a
+batch function may return an exception in an item's slot (that item alone fails), and when the batched
+call itself raises, every item is run again on its own so each gets its own result or its own error.
 """
 
 from __future__ import annotations
@@ -33,16 +37,17 @@ class BatchOutcome(Generic[Result]):
 class MicroBatcher(Generic[Item, Result]):
     """Collect items until `max_size` or `max_wait_ms`, then run `fn(items)` once in a worker thread.
 
-    `fn` must return one result per item, in order. An exception from `fn` is delivered to every request
-    in that batch; the batcher itself keeps running. `expect_more(n)` says whether anyone else may join a
-    batch of n soon (e.g. other requests are in flight); when it says no, the batch runs without waiting,
-    so a lone request never pays `max_wait_ms`. `thread_init` runs once in the worker thread (for
-    per-thread settings such as OpenMP's thread count).
+    `fn` must return one result per item, in order; an `Exception` instance in an item's slot is raised to
+    that item's request only. When `fn` raises for a batch of several items, each item is retried alone
+    (`fn([item])`), so a poison item fails only its own request; the batcher itself keeps running.
+    `expect_more(n)` says whether anyone else may join a batch of n soon (e.g. other requests are in
+    flight); when it says no, the batch runs without waiting, so a lone request never pays `max_wait_ms`.
+    `thread_init` runs once in the worker thread (for per-thread settings such as OpenMP's thread count).
     """
 
     def __init__(
         self,
-        fn: Callable[[list[Item]], Sequence[Result]],
+        fn: Callable[[list[Item]], Sequence[Result | Exception]],
         max_size: int,
         max_wait_ms: float,
         name: str,
@@ -108,6 +113,19 @@ class MicroBatcher(Generic[Item, Result]):
         while len(batch) < self._max_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
 
+    def _run_isolated(self, items: list[Item]) -> list[Result | Exception]:
+        """`fn(items)`; if that raises or miscounts, `fn([item])` per item, each failure kept to its item."""
+        try:
+            results = list(self._fn(items))
+            if len(results) == len(items):
+                return results
+            failure: Exception = RuntimeError(f"{self._name} returned {len(results)} results for {len(items)} items")
+        except Exception as exc:
+            failure = exc
+        if len(items) == 1:
+            return [failure]
+        return [self._run_isolated([item])[0] for item in items]
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -117,10 +135,8 @@ class MicroBatcher(Generic[Item, Result]):
             items = [item for item, _, _ in batch]
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self._fn, items)
-                if len(results) != len(items):
-                    raise RuntimeError(f"{self._name} returned {len(results)} results for {len(items)} items")
-            except Exception as exc:  # delivered to the waiting requests, which turn it into an error response
+                results = await loop.run_in_executor(self._executor, self._run_isolated, items)
+            except Exception as exc:  # the executor itself failed (e.g. shut down): nothing ran
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -129,5 +145,9 @@ class MicroBatcher(Generic[Item, Result]):
             if self._on_batch is not None:
                 self._on_batch(len(items), run_ms)
             for (_, future, queued), value in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(value, Exception):
+                    future.set_exception(value)
+                else:
                     future.set_result(BatchOutcome(value, len(items), run_ms, (started - queued) * 1000.0))

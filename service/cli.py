@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from index.job import run_update
-from index.settings import IndexSettings
-from index.store import IndexIntegrityError, IndexStore
+from index.layout import MANIFEST
+from index.settings import IndexSettings, StoreConfig
+from index.store import IndexIntegrityError, IndexStore, read_manifest
 from posapl.checkpoint import CheckpointError
 from posapl.cli import settings_from_args
 from posapl.weights import WeightsUnavailableError
@@ -47,6 +49,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=serve)
 
 
+MODEL_FIELDS = ("checkpoint", "pretrained", "arch", "preset")
+
+
+def _same_setting(given: str | None, recorded: str | None) -> bool:
+    """Equal as settings: empty means unset, and a file named two ways (relative, absolute) is one file."""
+    given, recorded = given or None, recorded or None
+    if given is None or recorded is None:
+        return given == recorded
+    return given == recorded or (Path(given).exists() and Path(given).resolve() == Path(recorded).resolve())
+
+
+def model_from_store(settings: ServiceSettings) -> tuple[ServiceSettings, str | None]:
+    """Serve the model the store was built with: model settings not given (by flag, environment or .env)
+    come from ROOT/config.json; a given one that contradicts it is refused with the reason, before any
+    weights are loaded. With a checkpoint only the checkpoint identifies the model (`pretrained` then just
+    says where its base weights come from; arch and preset are the checkpoint's)."""
+    try:
+        config = StoreConfig.load(settings.index_root)
+    except FileNotFoundError:
+        return settings, None
+    except ValueError as exc:
+        return settings, f"cannot read the store's {settings.index_root / 'config.json'}: {exc}"
+    recorded = {field: getattr(config, field) for field in MODEL_FIELDS}
+    checked = ("checkpoint",) if config.checkpoint else MODEL_FIELDS
+    given = {field: getattr(settings, field) for field in MODEL_FIELDS if field in settings.model_fields_set}
+    conflicts = [
+        f"{field} {given[field]!r} (the store was built with {recorded[field]!r})"
+        for field in checked
+        if field in given and not _same_setting(given[field], recorded[field])
+    ]
+    if conflicts:
+        return settings, (
+            f"the index store {settings.index_root} was built with another model: {'; '.join(conflicts)}. "
+            "Leave these settings unset to serve the store's model, or rebuild the index with "
+            "`posapl index build` for this one."
+        )
+    defaults = {field: value for field, value in recorded.items() if field not in given}
+    return settings.model_copy(update=defaults), None
+
+
+def fingerprint_mismatch(root: Path, fingerprint: str) -> str | None:
+    """Why the live version cannot be served by this model, known before the server starts; None when it
+    can, or when there is no readable version yet (the server then reports that itself)."""
+    store = IndexStore(root)
+    try:
+        live = store.current_version()
+        if live is None:
+            return None
+        manifest = read_manifest(store.version_path(live) / MANIFEST)
+    except IndexIntegrityError:
+        return None
+    if manifest.fingerprint == fingerprint:
+        return None
+    model = {k: v for k, v in manifest.model.items() if k != "fingerprint"}
+    return (
+        f"index version {live} under {root} was embedded by model {manifest.fingerprint[:12]} ({model}), "
+        f"but the settings give model {fingerprint[:12]}; serve with the store's model settings "
+        "or rebuild the index with this model"
+    )
+
+
+def _existing_store_note(root: Path, live: int, args: argparse.Namespace) -> str:
+    """What --images/--captions mean for a store that exists: its folders are fixed in config.json, so say
+    exactly which command adds the ones it does not know yet."""
+    try:
+        config = StoreConfig.load(root)
+    except (OSError, ValueError):
+        return f"using the published index version {live} under {root}"
+    new_images = [str(p.resolve()) for p in args.images or [] if p.resolve() not in config.sources]
+    new_captions = [str(p.resolve()) for p in args.captions or [] if p.resolve() not in config.captions]
+    note = f"using the published index version {live} under {root}"
+    if not new_images and not new_captions:
+        return f"{note}; run `posapl index update --root {root}` to pick up new files in its folders"
+    flags = (["--add-images", *new_images] if new_images else []) + (
+        ["--add-captions", *new_captions] if new_captions else []
+    )
+    command = shlex.join(["posapl", "index", "update", "--root", str(root), *flags])
+    return (
+        f"{note}, which does not include {', '.join(new_images + new_captions)}; add them with "
+        f"`{command}` (the running server picks up the new version by itself)"
+    )
+
+
 def _build_index_if_missing(settings: ServiceSettings, args: argparse.Namespace) -> int:
     store = IndexStore(settings.index_root)
     try:
@@ -55,11 +140,8 @@ def _build_index_if_missing(settings: ServiceSettings, args: argparse.Namespace)
         print(f"posapl serve: {exc}", file=sys.stderr)
         return 2
     if live is not None:
-        if args.images:
-            print(
-                f"using the published index version {live} under {settings.index_root}; "
-                "run `posapl index update` to add new images"
-            )
+        if args.images or args.captions:
+            print(_existing_store_note(settings.index_root, live, args))
         return 0
     if not args.images:
         print(
@@ -97,7 +179,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app, load_serving_model
 
-    settings = settings_from_args(ServiceSettings, args)
+    settings, refusal = model_from_store(settings_from_args(ServiceSettings, args))
+    if refusal:
+        print(f"posapl serve: {refusal}", file=sys.stderr)
+        return 2
     try:
         model = load_serving_model(settings)
     except WeightsUnavailableError as exc:
@@ -106,6 +191,10 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"posapl serve: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    mismatch = fingerprint_mismatch(settings.index_root, model.fingerprint())
+    if mismatch:
+        print(f"posapl serve: {mismatch}", file=sys.stderr)
         return 2
     status = _build_index_if_missing(settings, args)
     if status:

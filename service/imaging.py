@@ -1,84 +1,92 @@
-"""Decoding untrusted image bytes in memory, and making thumbnails.
+"""Uploads, thumbnails and browser views, all through the indexer's decode function (index.decode).
 
-Uploads are hostile input: anything may arrive (not an image, a truncated file, a small file that
-decodes to gigapixels, an animated GIF, a 16-bit multi-band TIFF). Each case becomes a `ServiceError`
-with a clear status instead of an exception from deep inside Pillow.
+Uploads are hostile input: anything may arrive (not an image, a truncated file, a small file that decodes to
+gigapixels, an animated GIF, a 16-bit multi-band TIFF). Each case becomes a `ServiceError` with a clear status
+and a message without any server path. Because the upload, the thumbnail and the view decode exactly as the
+indexer did, an archive file uploaded as it is finds itself with score 1.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from index.decode import BadImageError, DecodedImage, PixelWindow, probe
+from index.decode import decode_image as decode_source
 from service.errors import ServiceError
 
 THUMBNAIL_SIZE = 256
+VIEW_SIZE = 2048  # longer side of the rendered view of an original browsers cannot show
+STATUS = {"empty": 422, "not_an_image": 415, "bomb": 413, "bands": 422, "corrupt": 422}
+WEB_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
-# The pixel limit is checked explicitly against the configured maximum before decoding; Pillow's own
-# warning for large images would only duplicate that check in the log.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    media_type: str
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB from any mode Pillow opens; high-bit-depth data is scaled by its 1st/99th percentiles."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        data = np.asarray(image, dtype=np.float32)
-        low, high = np.percentile(data, (1, 99))
-        scaled = np.clip((data - low) / max(float(high - low), 1e-6), 0, 1) * 255
-        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
+def _service_error(exc: BadImageError, what: str) -> ServiceError:
+    codes = {"empty": "empty_upload", "not_an_image": "not_an_image", "bomb": "decompression_bomb"}
+    code = codes.get(exc.kind, "corrupt_image" if what == "upload" else "unreadable_image")
+    prefix = "the uploaded file" if what == "upload" else "the archive image"
+    status = STATUS.get(exc.kind, 422) if what == "upload" else 422
+    return ServiceError(status, code, f"{prefix} could not be decoded: {exc}")
+
+
+def decode_upload(data: bytes, max_pixels: int, bands: tuple[int, ...] | None = None) -> DecodedImage:
+    """Decode uploaded bytes exactly as the indexer decodes a file (first frame or page)."""
+    try:
+        return decode_source(data, max_pixels, bands=bands)
+    except BadImageError as exc:
+        raise _service_error(exc, "upload") from None
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode uploaded bytes to an RGB image (first frame of animated or multi-page files)."""
-    if not data:
-        raise ServiceError(422, "empty_upload", "the uploaded file is empty")
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise ServiceError(413, "decompression_bomb", f"image has more than {max_pixels} pixels") from None
-    except UnidentifiedImageError:
-        raise ServiceError(415, "not_an_image", "the uploaded file is not an image format this service reads") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ServiceError(422, "corrupt_image", f"the image could not be read: {exc}") from None
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise ServiceError(422, "corrupt_image", f"image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise ServiceError(
-            413, "decompression_bomb", f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-        )
-    try:
-        image.seek(0)
-        image.load()
-        return _to_rgb(image)
-    except Image.DecompressionBombError:
-        raise ServiceError(413, "decompression_bomb", f"image has more than {max_pixels} pixels") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ServiceError(422, "corrupt_image", f"the image is truncated or corrupt: {exc}") from None
+    """Uploaded bytes to the 8-bit RGB image the encoder takes."""
+    return decode_upload(data, max_pixels).image
 
 
-def make_thumbnail(path: Path, max_pixels: int, size: int = THUMBNAIL_SIZE) -> bytes:
-    """JPEG thumbnail whose longer side is `size` px, from an archive image file."""
+def _fit(width: int, height: int, size: int) -> tuple[int, int]:
+    scale = min(1.0, size / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def render(
+    path: Path,
+    max_pixels: int,
+    size: int,
+    window: PixelWindow | None = None,
+    bands: tuple[int, ...] | None = None,
+) -> Rendered:
+    """An archive image (or one window of a scene) as something every browser shows, at most `size` px a side.
+
+    A whole web image (JPEG, PNG, GIF, WebP) that already fits is served as it is: re-encoding it would only
+    make it larger or worse. Everything else is decoded (decimated from overviews for large scenes) and encoded
+    as JPEG, or PNG for views, where detail matters more than bytes.
+    """
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > max_pixels:
-                image.draft("RGB", (size, size))
-            image.seek(0)
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ServiceError(422, "unreadable_image", f"the archive image could not be read: {exc}") from None
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        if window is None:
+            with Image.open(path) as image:
+                fmt, native = image.format, image.size
+                if fmt in WEB_TYPES and max(native) <= size:
+                    return Rendered(path.read_bytes(), WEB_TYPES[fmt])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        pass  # not a Pillow format (or a damaged one): decode below reports what is wrong
+    try:
+        facts = probe(path, bands, max_pixels)
+        width, height = (window[2], window[3]) if window is not None else (facts.width, facts.height)
+        decoded = decode_source(path, max_pixels, window=window, out_size=_fit(width, height, size), scene=facts)
+    except BadImageError as exc:
+        raise _service_error(exc, "archive") from None
     out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=85, optimize=True)
-    return out.getvalue()
+    if size <= THUMBNAIL_SIZE:
+        decoded.image.save(out, format="JPEG", quality=85, optimize=True)
+        return Rendered(out.getvalue(), "image/jpeg")
+    decoded.image.save(out, format="PNG", optimize=False)
+    return Rendered(out.getvalue(), "image/png")
+

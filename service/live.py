@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from index.layout import MANIFEST
 from index.store import IndexIntegrityError, IndexStore, IndexVersion
-from service.errors import ServiceError
+from service.errors import ServiceError, redact_paths
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ class LiveIndex:
 
     @property
     def reason(self) -> str | None:
-        """Why no index is being served (None when one is)."""
-        return None if self._current is not None else self._reason
+        """Why no index is being served (None when one is); public (readiness), so without server paths."""
+        return None if self._current is not None else redact_paths(self._reason, (self.store.root,))
 
     def snapshot(self) -> IndexVersion:
         """The version a request should use from start to end; 503 when none is loaded."""
@@ -89,8 +89,8 @@ class LiveIndex:
                 return self._refuse(None, previous, str(exc))
             if wanted is None:
                 if self._current is None:
-                    self._reason = f"no index version is published under {self.store.root}"
-                return ReloadOutcome(False, previous, previous, f"nothing published under {self.store.root}")
+                    self._reason = "no index version is published under the configured index root yet"
+                return ReloadOutcome(False, previous, previous, "nothing is published under the index root")
             if wanted == previous:
                 return ReloadOutcome(False, previous, previous, f"version {wanted} is already live")
             key = (wanted, self._identity(wanted))
@@ -104,7 +104,7 @@ class LiveIndex:
             self._refused.pop(key, None)
             self.metrics.index_version.set(wanted)
             self.metrics.reloads.labels("swapped").inc()
-            log.info("serving index version %d (was %s)", wanted, previous)
+            log.info("index swapped: version %s -> %d (%s)", previous, wanted, self.store.version_path(wanted))
             return ReloadOutcome(True, wanted, previous, f"now serving version {wanted}")
 
     def _identity(self, number: int) -> tuple[int, int] | None:

@@ -8,10 +8,12 @@ cardinality stays bounded whatever clients send.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -65,6 +67,34 @@ class ServiceMetrics:
             status = response.status_code
             return response
         finally:
-            template = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            template = route_template(request)
             self.latency.labels(template, request.method).observe(time.perf_counter() - started)
             self.requests.labels(template, request.method, str(status)).inc()
+
+
+def route_template(request: Request) -> str:
+    """The label of the route that served (or would serve) the request.
+
+    FastAPI's API routes record themselves in the scope; the documentation pages (`/docs`, `/openapi.json`,
+    `/redoc`) and mounts are plain Starlette routes that do not, and a request refused by a middleware (e.g.
+    a 413) never reached the router, so those are matched here against the application's routes.
+    """
+    route = request.scope.get("route")
+    if route is not None and getattr(route, "path", None):
+        return route.path
+    # a mount (/static) has moved its prefix into root_path by now: match the path as the client sent it
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+    return _matching_template(getattr(request.app, "routes", ()), scope) or "unmatched"
+
+
+def _matching_template(routes: Iterable[BaseRoute], scope: Scope) -> str | None:
+    for candidate in routes:
+        if candidate.matches(scope)[0] != Match.FULL:
+            continue
+        path = getattr(candidate, "path", None)
+        if path:
+            return path
+        # an included router (FastAPI >= 0.165 keeps them as one entry): look among its own routes
+        inner = getattr(getattr(candidate, "original_router", candidate), "routes", ())
+        return _matching_template(inner, scope) if inner is not routes else None
+    return None

@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime, time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import shapely
+from geojson_pydantic.geometries import Geometry
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationInfo, field_validator, model_validator
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
+LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
 
 
 class SearchFilters(BaseModel):
-    """Metadata filters applied to the FAISS candidates before re-ranking."""
+    """Metadata filters: they select every matching image first; only those are ranked (exact semantics)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    bbox: tuple[float, float, float, float] | None = Field(
-        None, description="min_x, min_y, max_x, max_y in the images' CRS; keeps images whose bounds intersect it"
+    bbox: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] | None = Field(
+        None,
+        description="min_lon, min_lat, max_lon, max_lat in EPSG:4326; keeps items whose footprint intersects it "
+        "(items without georeferencing never match)",
     )
-    min_mtime: float | None = Field(None, description="keep images modified at or after this Unix time")
-    max_mtime: float | None = Field(None, description="keep images modified at or before this Unix time")
+    intersects: Geometry | None = Field(
+        None, description="GeoJSON geometry in EPSG:4326; keeps items whose footprint intersects it"
+    )
+    time_from: datetime | None = Field(
+        None, description="keep items acquired at or after this time (ISO-8601 date or date-time; UTC if no zone)"
+    )
+    time_to: datetime | None = Field(
+        None, description="keep items acquired at or before this time (a date alone includes that whole day)"
+    )
+    min_mtime: float | None = Field(None, strict=True, description="keep images modified at or after this Unix time")
+    max_mtime: float | None = Field(None, strict=True, description="keep images modified at or before this Unix time")
 
     @field_validator("bbox")
     @classmethod
@@ -28,9 +43,55 @@ class SearchFilters(BaseModel):
             return value
         if not all(math.isfinite(v) for v in value):
             raise ValueError("bbox values must be finite numbers")
+        if not all(-180 <= value[i] <= 180 for i in (0, 2)):
+            raise ValueError("bbox longitudes must be within [-180, 180] (order: min_lon, min_lat, max_lon, max_lat)")
+        if not all(-90 <= value[i] <= 90 for i in (1, 3)):
+            raise ValueError("bbox latitudes must be within [-90, 90] (order: min_lon, min_lat, max_lon, max_lat)")
         if value[0] > value[2] or value[1] > value[3]:
-            raise ValueError("bbox must be [min_x, min_y, max_x, max_y] with min <= max")
+            raise ValueError("bbox must be [min_lon, min_lat, max_lon, max_lat] with min <= max")
         return value
+
+    @field_validator("intersects")
+    @classmethod
+    def _geometry_on_earth(cls, value: Geometry | None) -> Geometry | None:
+        if value is None:
+            return value
+        try:
+            shape = shapely.geometry.shape(value.model_dump(exclude_none=True))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"intersects is not a usable geometry: {exc}") from None
+        if shape.is_empty:
+            raise ValueError("intersects is an empty geometry")
+        min_lon, min_lat, max_lon, max_lat = shape.bounds
+        if not all(math.isfinite(v) for v in shape.bounds):
+            raise ValueError("intersects coordinates must be finite numbers")
+        if min_lon < -180 or max_lon > 180 or min_lat < -90 or max_lat > 90:
+            raise ValueError("intersects coordinates must be lon in [-180, 180], lat in [-90, 90] (EPSG:4326)")
+        return value
+
+    @field_validator("time_from", "time_to", mode="before")
+    @classmethod
+    def _iso_time(cls, value: object, info: ValidationInfo) -> object:
+        """A date alone is a whole day: from its first moment, or to its last one."""
+        if not isinstance(value, str):
+            if value is None:
+                return value
+            raise ValueError("must be an ISO-8601 date or date-time string")
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                return datetime.combine(day, time.min if info.field_name == "time_from" else LAST_MOMENT, UTC)
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not an ISO-8601 date (2021-06-30) or date-time") from None
+
+    @field_validator("time_from", "time_to")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
     @field_validator("min_mtime", "max_mtime")
     @classmethod
@@ -43,16 +104,42 @@ class SearchFilters(BaseModel):
     def _ordered(self) -> SearchFilters:
         if self.min_mtime is not None and self.max_mtime is not None and self.min_mtime > self.max_mtime:
             raise ValueError("min_mtime is after max_mtime")
+        if self.time_from is not None and self.time_to is not None and self.time_from > self.time_to:
+            raise ValueError("time_from is after time_to")
         return self
+
+    @property
+    def area(self) -> bool:
+        """True when a geographic filter is set (only georeferenced items can match)."""
+        return self.bbox is not None or self.intersects is not None
 
 
 class TextSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(..., description="free-text description of the scene (at most 1,000 characters by default)")
-    k: int = Field(10, ge=1, le=100, description="number of images to return")
+    k: int = Field(10, ge=1, le=100, strict=True, description="number of images to return (a JSON integer)")
     rerank: RerankMethod | None = Field(None, description="re-ranking method; the server default when omitted")
     filters: SearchFilters | None = None
+    dedupe_overlaps: bool = Field(
+        True,
+        description="suppress a hit that overlaps a better hit of the same scene by more than half of the smaller "
+        "one (footprints, or pixel windows without georeferencing); false keeps every overlapping tile",
+    )
+
+
+class SceneRef(BaseModel):
+    id: int = Field(..., description="scene id (content id of the file the item comes from); GET /v1/scenes/{id}")
+    path: str = Field(..., description="the scene file, relative to the archive folder it was indexed from")
+    url: str = Field("", description="/v1/scenes/{id} (ids exceed JavaScript's exact integers: use this)")
+
+
+class WindowRef(BaseModel):
+    x: int = Field(..., description="column of the window's top-left pixel in the scene")
+    y: int = Field(..., description="row of the window's top-left pixel")
+    width: int
+    height: int
+    size: int | None = Field(None, description="tile size the window was cut for; null for a whole small image")
 
 
 class ImageHit(BaseModel):
@@ -65,6 +152,30 @@ class ImageHit(BaseModel):
     thumbnail_url: str
     bbox: list[float] | None = None
     crs: str | None = None
+    view_url: str = Field("", description="the item as every browser shows it (PNG rendering of TIFF and tiles)")
+    scene: SceneRef | None = None
+    window: WindowRef | None = Field(None, description="pixel window of the scene this item covers")
+    footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326; null without georeferencing")
+    gsd: float | None = Field(None, description="ground sample distance, metres per pixel")
+    time: str | None = Field(None, description="acquisition time stated by the file, else its mtime (ISO-8601)")
+
+
+class SceneInfo(BaseModel):
+    id: int
+    path: str
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    preprocessing: str
+    crs: str | None
+    bounds: list[float] | None = Field(None, description="native bounds (min_x, min_y, max_x, max_y) in crs")
+    footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326")
+    gsd: float | None
+    time: str | None
+    items: int = Field(..., description="index items (tiles) of this scene")
+    image_url: str
+    overview_url: str
 
 
 class TextTimings(BaseModel):
@@ -83,6 +194,10 @@ class TextSearchResponse(BaseModel):
     results: list[ImageHit]
     index_version: int
     timings_ms: TextTimings
+    matched: int | None = Field(
+        None, description="images that matched the filters (all of them were ranked); null without filters"
+    )
+    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
 
 
 class CaptionHit(BaseModel):
@@ -107,6 +222,27 @@ class ImageSearchResponse(BaseModel):
     images: list[ImageHit]
     index_version: int
     timings_ms: ImageTimings
+    preview: str | None = Field(
+        None, description="data: URL of a JPEG (at most 256 px) of the decoded upload: what the model saw"
+    )
+    captions_note: str | None = Field(
+        None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
+    )
+    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
+
+
+class ImageIndexInfo(BaseModel):
+    """How the image index searches: chosen at build time by archive size (see the README's index section)."""
+
+    kind: str = Field(..., description="flat (exact), ivf, ivf-sq8 or hnsw")
+    reason: str | None = Field(None, description="why this kind: auto rule or an explicit setting")
+    nlist: int | None = None
+    nprobe: int | None = None
+    hnsw_m: int | None = None
+    ef_search: int | None = None
+    recall: float | None = Field(None, description="recall@recall_k against exact search, measured at build time")
+    recall_k: int | None = None
+    tuning_queries: str | None = Field(None, description="the held-out queries the recall was measured on")
 
 
 class IndexInfo(BaseModel):
@@ -116,6 +252,7 @@ class IndexInfo(BaseModel):
     embedding_dim: int
     images: int
     captions: int
+    image_index: ImageIndexInfo | None = None
 
 
 class Health(BaseModel):
@@ -126,6 +263,8 @@ class Readiness(BaseModel):
     ready: bool
     reason: str | None = None
     index_version: int | None = None
+    encoder_runtime: str | None = None
+    encoder_runtime_reason: str | None = None
 
 
 class ReloadResult(BaseModel):

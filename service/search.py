@@ -1,13 +1,17 @@
 """The two retrieval pipelines (text → images, image → captions + images), each timed per stage.
 
-Text: normalise → (cache | micro-batched POS tagging + encoding) → micro-batched FAISS search of K'
-candidates → metadata filters → online re-rank → top k. A batched stage reports the run time of the
-batch the request rode in; time spent queueing for a batch shows in `total` but in no stage.
+Text: normalise → (cache | micro-batched POS tagging + encoding) → [filters: SQL and the footprint R*Tree
+select every matching id] → FAISS search of the K' best (unfiltered queries are micro-batched into one FAISS
+call; a filtered query ranks only its matching ids, as its own job) → online re-rank → overlapping tiles of one
+scene suppressed (more candidates ranked when that leaves fewer than k) → top k. A batched stage
+reports the run time of the batch the request rode in; time spent queueing for a batch shows in `total` but
+in no stage. Filter selection counts as search time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,12 +29,13 @@ from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
+from service.overlaps import keep_distinct
+from service.query_text import clean_query
 from service.ranking import rerank
-from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
+from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
 from service.settings import ServiceSettings
 
 Target = Literal["images", "captions"]
-FILTER_OVERFETCH = 10
 # Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
 # vectors for all queries). faiss-gpu 1.15's default threshold (128000 queries) never uses BLAS for
 # online batches; on the 2-core CPU with 100k x 512 vectors BLAS costs ~2.5 single scans whatever the batch
@@ -44,6 +49,7 @@ class SearchJob:
     target: Target
     vector: np.ndarray
     k: int
+    among: np.ndarray | None = None  # image ids a filter selected: rank only these
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class TextOutcome:
     rerank: RerankMethod
     version: int
     timings_ms: dict[str, float]
+    matched: int | None = None
+    rerank_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,18 @@ class ImageOutcome:
     rerank: RerankMethod
     version: int
     timings_ms: dict[str, float]
+    rerank_note: str | None = None
+
+
+@dataclass(frozen=True)
+class RankedImages:
+    ids: np.ndarray
+    scores: np.ndarray
+    records: list[ImageRecord | None]
+    applied: RerankMethod
+    candidates: int  # how many were ranked before suppression
+    search_ms: float
+    rerank_ms: float
 
 
 @dataclass(frozen=True)
@@ -72,10 +92,16 @@ class Candidates:
 
 
 def run_searches(jobs: list[SearchJob]) -> list[Candidates]:
-    """One FAISS call per (version, target) group: a batch of queries costs far less than one call each."""
+    """One FAISS call per (version, target) group of unfiltered jobs: a batch of queries costs far less than one
+    call each. A filtered job ranks its own id set, so it runs alone."""
     results: list[Candidates | None] = [None] * len(jobs)
     groups: dict[tuple[int, Target], list[int]] = {}
     for i, job in enumerate(jobs):
+        if job.among is not None:
+            scores, ids = job.version.search_images_in(job.vector[None, :], job.k, job.among)
+            keep = ids[0] >= 0
+            results[i] = Candidates(ids[0][keep], scores[0][keep])
+            continue
         groups.setdefault((id(job.version), job.target), []).append(i)
     for members in groups.values():
         first = jobs[members[0]]
@@ -142,19 +168,12 @@ class Searcher:
             await batcher.stop()
 
     def normalize(self, query: str) -> str:
-        if len(query) > self.settings.max_query_chars:
-            raise ServiceError(
-                422,
-                "query_too_long",
-                f"query has {len(query)} characters; the limit is {self.settings.max_query_chars}",
-            )
-        if "\x00" in query:
-            raise ServiceError(422, "invalid_query", "query contains a NUL character")
+        """The caption the model sees: the cleaned query (`clean_query`), normalised as training captions are."""
         try:
-            return normalize_caption(query)
+            return normalize_caption(clean_query(query, self.settings.max_query_chars))
         except ValueError:
             raise ServiceError(
-                422, "empty_query", "query is empty once whitespace and punctuation are removed"
+                422, "empty_query", "query is empty once whitespace, invisible characters and punctuation are removed"
             ) from None
 
     async def embed(self, caption: str) -> tuple[list[str], np.ndarray, float, float]:
@@ -168,56 +187,103 @@ class Searcher:
         encoded = outcome.value
         return encoded.embedding.pos, encoded.embedding.vector, encoded.pos_ms, encoded.encode_ms
 
-    async def text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+    async def text(
+        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool = True
+    ) -> TextOutcome:
         self._active += 1
         try:
-            return await self._text(query, k, method, filters)
+            return await self._text(query, k, method, filters, dedupe)
         finally:
             self._active -= 1
 
     async def image(
-        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+        self,
+        image: Image.Image,
+        k_captions: int,
+        k_images: int,
+        method: RerankMethod,
+        decode_ms: float,
+        dedupe: bool = True,
     ) -> ImageOutcome:
         self._active += 1
         try:
-            return await self._image(image, k_captions, k_images, method, decode_ms)
+            return await self._image(image, k_captions, k_images, method, decode_ms, dedupe)
         finally:
             self._active -= 1
 
-    async def _text(self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None) -> TextOutcome:
+    async def _text(
+        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool
+    ) -> TextOutcome:
         started = time.perf_counter()
         caption = self.normalize(query)
         pos, vector, pos_ms, encode_ms = await self.embed(caption)
         version = self.live.snapshot()
         searched = time.perf_counter()
+        among = None
+        if filters is not None and filters.model_fields_set:
+            among = await asyncio.to_thread(matching_ids, version, filters)
+        select_ms = (time.perf_counter() - searched) * 1000.0
         k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
-        if filters is not None:
-            k_prime = max(k_prime, k * FILTER_OVERFETCH)
-        candidates = (await self.search_batcher.submit(SearchJob(version, "images", vector, k_prime))).value
-        search_ms = (time.perf_counter() - searched) * 1000.0
-        ranked = time.perf_counter()
-        ids, scores, records = _filtered(version, candidates, filters)
-        applied: RerankMethod = "none"
-        if method != "none" and len(ids):
-            ids, scores, order, applied = rerank(
-                method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
-                self.settings.reciprocal_alpha,
-            )
-            records = [records[i] for i in order] if records is not None else None
-        rerank_ms = (time.perf_counter() - ranked) * 1000.0
-        hits = image_hits(version, ids[:k], scores[:k], records[:k] if records is not None else None)
+        ranked = await self.rank_images(version, vector, k, k_prime, method, among, dedupe)
+        hits = image_hits(version, ranked.ids, ranked.scores, ranked.records)
         timings = {
             "pos": pos_ms,
             "encode": encode_ms,
-            "search": search_ms,
-            "rerank": rerank_ms,
+            "search": select_ms + ranked.search_ms,
+            "rerank": ranked.rerank_ms,
             "total": (time.perf_counter() - started) * 1000.0,
         }
         self.metrics.observe_stages("text", timings)
-        return TextOutcome(caption, pos, hits, applied, version.number, timings)
+        empty_reason = "no image matched the filters" if among is not None else ""
+        note = rerank_note(method, ranked.applied, ranked.candidates, empty_reason)
+        matched = None if among is None else len(among)
+        return TextOutcome(caption, pos, hits, ranked.applied, version.number, timings, matched, note)
+
+    async def rank_images(
+        self,
+        version: IndexVersion,
+        vector: np.ndarray,
+        k: int,
+        k_prime: int,
+        method: RerankMethod,
+        among: np.ndarray | None,
+        dedupe: bool,
+    ) -> RankedImages:
+        """The k best images (among `among` when a filter selected them), re-ranked, with overlapping tiles of
+        one scene suppressed. The first round ranks exactly K' (the re-ranking's candidate list); suppression can
+        leave fewer than k, so the list then grows (x4 each round) until k remain or every eligible image has been
+        ranked."""
+        available = len(among) if among is not None else version.manifest.counts["images"]
+        fetch = min(k_prime, max(available, 1))
+        search_ms = rerank_ms = 0.0
+        while True:
+            searched = time.perf_counter()
+            if available == 0:
+                candidates = Candidates(np.zeros(0, np.int64), np.zeros(0, np.float32))
+            else:
+                job = SearchJob(version, "images", vector, fetch, among)
+                candidates = (await self.search_batcher.submit(job)).value
+            search_ms += (time.perf_counter() - searched) * 1000.0
+            started = time.perf_counter()
+            ids, scores = candidates.ids, candidates.scores
+            applied: RerankMethod = "none"
+            if method != "none" and len(ids):
+                ids, scores, _, applied = rerank(
+                    method, ids, scores, version.image_profiles(ids), self.settings.reciprocal_k,
+                    self.settings.reciprocal_alpha,
+                )
+            records = version.images(ids) if dedupe else version.images(ids[:k])
+            keep = keep_distinct(records, k) if dedupe else list(range(min(k, len(ids))))
+            rerank_ms += (time.perf_counter() - started) * 1000.0
+            if len(keep) >= k or fetch >= available or len(candidates.ids) < fetch:
+                break
+            fetch = min(fetch * 4, available)
+        return RankedImages(
+            ids[keep], scores[keep], [records[i] for i in keep], applied, len(candidates.ids), search_ms, rerank_ms
+        )
 
     async def _image(
-        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float
+        self, image: Image.Image, k_captions: int, k_images: int, method: RerankMethod, decode_ms: float, dedupe: bool
     ) -> ImageOutcome:
         started = time.perf_counter()
         vector = (await self.image_batcher.submit(image)).value
@@ -225,13 +291,17 @@ class Searcher:
         version = self.live.snapshot()
         searched = time.perf_counter()
         k_prime = max(3 * k_captions, self.settings.rerank_candidates if method != "none" else 0)
-        jobs = [self.search_batcher.submit(SearchJob(version, "captions", vector, k_prime))]
+        captions_job = self.search_batcher.submit(SearchJob(version, "captions", vector, k_prime))
         if k_images:
-            jobs.append(self.search_batcher.submit(SearchJob(version, "images", vector, k_images)))
-        outcomes = await asyncio.gather(*jobs)
+            found, similar = await asyncio.gather(
+                captions_job, self.rank_images(version, vector, k_images, k_images, "none", None, dedupe)
+            )
+            images = image_hits(version, similar.ids, similar.scores, similar.records)
+        else:
+            found, images = await captions_job, []
         search_ms = (time.perf_counter() - searched) * 1000.0
         ranked = time.perf_counter()
-        caption_ids, caption_scores = outcomes[0].value.ids, outcomes[0].value.scores
+        caption_ids, caption_scores = found.value.ids, found.value.scores
         applied: RerankMethod = "none"
         if method != "none" and len(caption_ids):
             caption_ids, caption_scores, _, applied = rerank(
@@ -240,7 +310,6 @@ class Searcher:
             )
         rerank_ms = (time.perf_counter() - ranked) * 1000.0
         captions = caption_hits(version, caption_ids, caption_scores, k_captions)
-        images = image_hits(version, outcomes[1].value.ids, outcomes[1].value.scores) if k_images else []
         timings = {
             "decode": decode_ms,
             "encode": encode_ms,
@@ -249,35 +318,38 @@ class Searcher:
             "total": decode_ms + (time.perf_counter() - started) * 1000.0,
         }
         self.metrics.observe_stages("image", timings)
-        return ImageOutcome(captions, images, applied, version.number, timings)
+        note = rerank_note(method, applied, len(caption_ids), "the caption bank is empty")
+        return ImageOutcome(captions, images, applied, version.number, timings, note)
 
 
-def _matches(record: ImageRecord | None, filters: SearchFilters) -> bool:
-    if record is None:
-        return False
-    if filters.min_mtime is not None and record.mtime < filters.min_mtime:
-        return False
-    if filters.max_mtime is not None and record.mtime > filters.max_mtime:
-        return False
-    if filters.bbox is not None:
-        if record.bbox is None:
-            return False
-        min_x, min_y, max_x, max_y = filters.bbox
-        r_min_x, r_min_y, r_max_x, r_max_y = record.bbox
-        if r_max_x < min_x or r_min_x > max_x or r_max_y < min_y or r_min_y > max_y:
-            return False
-    return True
+def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
+    """Every image id the filters select, from the metadata alone (never from ranked candidates), so that
+    ranking afterwards sees all of them. The area comes first (R*Tree), the file-time range is then looked up
+    among the area's ids, and the acquisition-time range is intersected with what remains."""
+    ids = None
+    if filters.area:
+        geometry = filters.intersects.model_dump(exclude_none=True) if filters.intersects is not None else None
+        ids = version.ids_in_area(filters.bbox, geometry)
+    if filters.min_mtime is not None or filters.max_mtime is not None:
+        ids = version.image_ids_in_time(filters.min_mtime, filters.max_mtime, among=ids)
+    if filters.time_from is not None or filters.time_to is not None:
+        acquired = version.image_ids_acquired(filters.time_from, filters.time_to)
+        ids = acquired if ids is None else np.intersect1d(ids, acquired, assume_unique=True)
+    return ids if ids is not None else version.image_ids()
 
 
-def _filtered(
-    version: IndexVersion, candidates: Candidates, filters: SearchFilters | None
-) -> tuple[np.ndarray, np.ndarray, list[ImageRecord | None] | None]:
-    """Apply metadata filters; returns the surviving ids, scores and (when fetched) their records."""
-    if filters is None or not filters.model_fields_set:
-        return candidates.ids, candidates.scores, None
-    records = version.images(candidates.ids)
-    keep = [i for i, record in enumerate(records) if _matches(record, filters)]
-    return candidates.ids[keep], candidates.scores[keep], [records[i] for i in keep]
+def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:
+    """Why a requested re-ranking was not applied (None when it was, or none was asked for)."""
+    if method == "none" or applied != "none":
+        return None
+    if candidates == 0:
+        return f"no candidates to re-rank ({empty_reason})" if empty_reason else "no candidates to re-rank"
+    return "no caption bank: the index holds no re-ranking profiles, so results keep their similarity order"
+
+
+def _window(record: ImageRecord) -> WindowRef:
+    x, y, width, height = record.window or (0, 0, record.width, record.height)
+    return WindowRef(x=x, y=y, width=width, height=height, size=record.window_size)
 
 
 def image_hits(
@@ -302,7 +374,13 @@ def image_hits(
                 image_url=f"/v1/images/{int(image_id)}",
                 thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
                 bbox=list(record.bbox) if record.bbox is not None else None,
-                crs=f"EPSG:{record.crs}" if record.crs is not None else None,
+                crs=record.crs,
+                view_url=f"/v1/images/{int(image_id)}/view",
+                scene=SceneRef(id=record.scene_id, path=record.path, url=f"/v1/scenes/{record.scene_id}"),
+                window=_window(record),
+                footprint=json.loads(record.footprint) if record.footprint is not None else None,
+                gsd=record.gsd,
+                time=record.time,
             )
         )
     return hits

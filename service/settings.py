@@ -63,6 +63,25 @@ class ServiceSettings(BaseSettings):
     )
     reciprocal_alpha: float = Field(DEFAULT_RECIPROCAL_ALPHA, ge=0, description="alpha of the reciprocal re-weighting")
     reload_poll_s: float = Field(5.0, gt=0, description="how often CURRENT is checked for a new index version")
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest accepted JSON request body; larger ones get 413 while streaming"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the service's own log lines (index swaps, refusals, errors)"
+    )
+    encoder_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="encoder backend: auto = ONNX Runtime on CPU and PyTorch on CUDA; onnx; torch (the reference)",
+    )
+    onnx_cache_dir: Path | None = Field(
+        None, description="where exported ONNX graphs are kept, per model fingerprint (none: ~/.cache/posapl/onnx)"
+    )
+    onnx_threads: int | None = Field(
+        None, ge=1, description="intra-op threads of each ONNX Runtime session (none: one per core)"
+    )
+    onnx_text_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch) or dynamic int8 (faster)"
+    )
 
     @field_validator("admin_token")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,7 @@ from posapl.model import POSAPL
 from posapl.pos import PosTagger
 from service.cache import LRUCache
 from service.encoding import QueryEncoder
+from service.imaging import Rendered
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.search import Searcher
@@ -30,7 +32,7 @@ class ServiceState:
     live: LiveIndex
     searcher: Searcher
     metrics: ServiceMetrics
-    thumbnails: LRUCache[int, bytes]
+    thumbnails: LRUCache[int, Rendered]
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -52,9 +54,27 @@ class ServiceState:
 
     async def start(self) -> None:
         await self.searcher.start()
+        self._prepare_runtime()
         outcome = await self.live.reload()
         log.info("index at startup: %s", outcome.message)
         self.background.append(asyncio.create_task(self.live.poll_forever(self.settings.reload_poll_s)))
+
+    def _prepare_runtime(self) -> None:
+        """Export or load the ONNX graphs without holding up readiness: PyTorch answers until they are ready.
+
+        A daemon thread, not the event loop's executor, so a shutdown during a first export does not wait
+        for it (the graph is written atomically, so an interrupted export leaves nothing half-written).
+        """
+        settings = self.settings
+        encoder = self.searcher.encoder
+        encoder.announce(settings.encoder_runtime)
+        threading.Thread(
+            target=encoder.prepare_runtime,
+            args=(settings.encoder_runtime, settings.onnx_cache_dir, settings.onnx_threads,
+                  settings.onnx_text_precision),
+            name="encoder-runtime",
+            daemon=True,
+        ).start()
 
     async def stop(self) -> None:
         for task in self.background:

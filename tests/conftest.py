@@ -11,15 +11,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# The shared data is found at ../shared/data, which may be a folder or a symlink; POSAPL_TEST_DATA points the
+# tests at another copy (e.g. through a symlink, to check that no test compares resolved with unresolved paths).
+DATA = Path(os.environ.get("POSAPL_TEST_DATA") or REPO.parent / "shared" / "data")
 
 # Eight blocks so Side Fusion taps the reference's pattern (blocks L-7, L-5, L-3, L-1); the full CLIP
-# vocabulary and context length so the real tokenizer applies.
-TINY_ARCH = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 224, "layers": 8, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 8},
-}
+# vocabulary and context length so the real tokenizer applies. The same file is the README's smoke-run model.
+TINY_ARCH_FILE = REPO / "examples" / "tiny-vit.json"
+TINY_ARCH = json.loads(TINY_ARCH_FILE.read_text())
 
 
 def write_tiny_arch(directory: Path) -> Path:

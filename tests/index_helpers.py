@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from PIL import Image
 
 from index.settings import IndexSettings
 
-RSICD_TEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rsicd" / "test"
+DATA = Path(os.environ.get("POSAPL_TEST_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+RSICD_TEST = DATA / "rsicd" / "test"
 
 
 def tiny_settings(root: Path, arch: Path, images: list[Path] | None = None, **extra: object) -> IndexSettings:

@@ -28,7 +28,10 @@ def _run_smoke(name: str, tmp_path: Path, *extra: str) -> list[dict]:
     return payloads
 
 
-@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"peer", "quality", "text-encoding", "ray-overhead"}))
+SEPARATELY_TESTED = {"peer", "quality", "text-encoding", "ray-overhead", "soak"}
+
+
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - SEPARATELY_TESTED))
 def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
     _run_smoke(name, tmp_path)
 
@@ -52,7 +55,19 @@ def test_quality_smoke_scores_every_system_and_rerank(tmp_path: Path) -> None:
 
 def test_text_encoding_smoke_is_exact(tmp_path: Path) -> None:
     payloads = _run_smoke("text-encoding", tmp_path)
-    assert all(p["metrics"]["max_abs_diff"] <= 1e-5 for p in payloads)
+    truncation = [p for p in payloads if p["benchmark"] == "text-encoding"]
+    runtimes = [p for p in payloads if p["benchmark"] == "text-encoding-runtime"]
+    assert truncation and all(p["metrics"]["max_abs_diff"] <= 1e-5 for p in truncation)
+    assert runtimes and all(p["metrics"]["onnx_max_abs_diff"] <= 1e-5 for p in runtimes)
+
+
+def test_soak_smoke_swaps_versions_under_load_without_errors(tmp_path: Path) -> None:
+    (payload,) = _run_smoke("soak", tmp_path)
+    metrics = payload["metrics"]
+    assert metrics["errors"] == 0, payload["raw"]["errors"][:5]
+    assert metrics["requests"] > 0 and metrics["swaps"] >= 1
+    assert payload["raw"]["latencies_ms"]["text"] and payload["raw"]["latencies_ms"]["image"]
+    assert metrics["rss_start_mib"] > 0 and metrics["rss_end_mib"] > 0
 
 
 def test_record_appends_a_row_for_real_runs_only(tmp_path: Path) -> None:

@@ -72,3 +72,28 @@ def test_mismatched_pos_and_empty_inputs(tiny_model) -> None:
         encode_texts(tiny_model, ["a river"], [])
     assert encode_texts(tiny_model, [], []).shape == (0, tiny_model.embed_dim)
     assert encode_images(tiny_model, torch.zeros(0, 3, 224, 224)).shape == (0, tiny_model.embed_dim)
+
+
+def test_encoding_is_float32_because_bf16_moves_embeddings(tiny_arch_path, data_dir, pos_tagger, real_captions) -> None:
+    """Serving and indexing encode in float32 on every device: bf16 autocast (here its CPU stand-in) moves
+    embeddings by ~1e-3, so an index built under it would not match one built in float32."""
+    from PIL import Image
+
+    from posapl.preprocess import eval_transform
+
+    model = _trained_like(build_from_config(preset_config("rsicd", str(tiny_arch_path)), "random"))
+    paths = sorted((data_dir / "rsicd" / "test").glob("*.jpg"))[:4]
+    images = torch.stack([eval_transform(224)(Image.open(path)) for path in paths])
+    captions = real_captions[:8]
+    pos = pos_tagger.tag(captions)
+    default = encode_images(model, images), encode_texts(model, captions, pos, truncate=False)
+    with torch.no_grad():
+        plain = (torch.nn.functional.normalize(model.encode_image(images), dim=-1).numpy(),
+                 torch.nn.functional.normalize(model.encode_text(model.tokenize(captions), model.tokenize(
+                     [" ".join(words) for words in pos])), dim=-1).numpy())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = encode_images(model, images), encode_texts(model, captions, pos, truncate=False)
+    for ours, fp32, low in zip(default, plain, bf16):
+        assert ours.dtype == np.float32
+        assert np.abs(ours - fp32).max() <= 1e-5
+        assert np.abs(ours - low).max() > 1e-4

@@ -17,8 +17,8 @@ def test_geotiff_16bit_multiband_is_scaled_and_georeferenced(tmp_path: Path) -> 
     decoded = decode_image(tmp_path / "scene.tif", max_pixels=10_000)
     assert (decoded.width, decoded.height, decoded.bands, decoded.dtype) == (64, 48, 4, "uint16")
     assert decoded.image.mode == "RGB" and decoded.image.size == (64, 48)
-    assert "bands 1-3 of 4" in decoded.preprocessing and "percentiles" in decoded.preprocessing
-    assert decoded.crs == 32633
+    assert "bands 1,2,3 of 4" in decoded.preprocessing and "percentiles" in decoded.preprocessing
+    assert decoded.crs == "EPSG:32633"
     assert decoded.bbox == pytest.approx((500000.0, 4000000.0 - 480.0, 500640.0, 4000000.0))
     pixels = np.asarray(decoded.image)
     low, high = np.percentile(data[:3].astype(float), (2, 98))
@@ -66,3 +66,50 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     pixels = np.asarray(decoded.image)
     assert decoded.bands == 1 and "percentiles" in decoded.preprocessing
     assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 200
+
+
+GEOTIFF = RSICD_TEST.parents[1] / "geotiff"
+
+
+def test_rasterio_facts_bands_and_time(tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from index.decode import probe
+
+    rgba = probe(GEOTIFF / "RGBA.uint16.tif")
+    assert rgba.selected == (3, 2, 1), "colour interpretation B,G,R,alpha is read as R,G,B"
+    assert rgba.reader == "rasterio" and rgba.stretch is not None and rgba.crs == "EPSG:32612"
+    grey = probe(GEOTIFF / "shade.tif")
+    assert grey.selected == (1,) and grey.stretch is None
+    data = np.full((3, 20, 30), 7, dtype=np.uint8)
+    with rasterio.open(
+        tmp_path / "dated.tif", "w", driver="GTiff", width=30, height=20, count=3, dtype="uint8",
+        crs="EPSG:32633", transform=from_origin(0, 0, 1, 1),
+    ) as out:
+        out.write(data)
+        out.update_tags(TIFFTAG_DATETIME="2022:01:17 10:43:43")
+    assert probe(tmp_path / "dated.tif").time == "2022-01-17T10:43:43+00:00"
+    with pytest.raises(BadImageError, match="band 5 requested but the file has 3 bands"):
+        decode_image(tmp_path / "dated.tif", 10_000, bands=(5, 1, 2))
+
+
+def test_windows_share_the_scene_stretch_and_uploads_decode_alike(tmp_path: Path) -> None:
+    from index.decode import probe
+
+    path = GEOTIFF / "RGBA.uint16.tif"
+    scene = probe(path)
+    whole = np.asarray(decode_image(path, 10**7).image)
+    window = decode_image(path, 10**7, window=(100, 50, 128, 96), scene=scene)
+    assert np.array_equal(np.asarray(window.image), whole[50:146, 100:228]), "a window is a crop of the whole"
+    assert np.array_equal(np.asarray(decode_image(path.read_bytes(), 10**7).image), whole), "bytes decode alike"
+    assert 0.0 < window.valid <= 1.0
+
+
+def test_errors_name_no_server_path() -> None:
+    with pytest.raises(BadImageError) as info:
+        decode_image(GEOTIFF / "corrupt.tif", 10**7)
+    assert str(GEOTIFF) not in str(info.value) and "corrupt.tif" in str(info.value)
+    with pytest.raises(BadImageError) as info:
+        decode_image((GEOTIFF / "corrupt.tif").read_bytes(), 10**7)
+    assert "/vsimem/" not in str(info.value)

@@ -16,7 +16,7 @@ from index import profiles as index_profiles
 from index.job import run_update
 from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
 from index.profiles import compute_profiles
-from index.publish import StoreBusyError, rollback, store_lock
+from index.publish import StoreBusyError, prune, rollback, store_lock
 from index.settings import StoreConfig
 from index.store import IndexIntegrityError, IndexStore, open_version
 from posapl.cli import main as posapl_main
@@ -66,7 +66,7 @@ def test_update_adds_new_skips_bad_and_removes_deleted(small_store, tiny_arch_pa
         for name, word in reasons.items():
             assert word in skipped[str(images / "incoming" / name)]
         geo = version.image(content_id(file_sha256(images / "new" / "scene.tif")))
-        assert geo.crs == 32633 and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
+        assert geo.crs == "EPSG:32633" and geo.bbox == pytest.approx((500000.0, 3999520.0, 500640.0, 4000000.0))
         assert geo.bands == 4 and geo.dtype == "uint16" and "percentiles" in geo.preprocessing
         assert geo.path == "new/scene.tif" and version.image_path(geo.id) == images / "new" / "scene.tif"
         new_ids = [content_id(file_sha256(p)) for p in added]
@@ -290,14 +290,66 @@ def test_index_vectors_match_the_shared_eval_transform(tiny_model, data_dir: Pat
     import torch
 
     from index.decode import decode_image
-    from index.embed import ArchiveImages, normalise
+    from index.embed import ArchiveImages, WorkItem, normalise
     from posapl.encode import encode_images
     from posapl.preprocess import eval_transform
 
     paths = [RSICD_TEST / rsicd_names(1)[0], data_dir / "ucm" / "images" / "1000.tif"]
-    dataset = ArchiveImages([("x", p) for p in paths], tiny_model.image_size, 10**7)
-    ours = normalise(torch.stack([dataset[i][1] for i in range(len(paths))]), tiny_model.device)
+    dataset = ArchiveImages([WorkItem("x", p) for p in paths], tiny_model.image_size, 10**7)
+    pixels = [torch.from_numpy(dataset[i].pixels.copy()).permute(2, 0, 1) for i in range(len(paths))]
+    ours = normalise(torch.stack(pixels), tiny_model.device)
     transform = eval_transform(tiny_model.image_size)
     reference = torch.stack([transform(decode_image(p, 10**7).image) for p in paths])
     assert torch.allclose(ours, reference, atol=1e-5)
     assert np.allclose(encode_images(tiny_model, ours), encode_images(tiny_model, reference), atol=1e-5)
+
+
+def _clone_version(root: Path, source: int, number: int, corrupt: bool = False) -> None:
+    """A copy of version `source` published under `number` (its manifest renumbered); `corrupt` flips a byte
+    of its image index so it fails its sha256 check."""
+    target = root / "versions" / str(number)
+    shutil.copytree(root / "versions" / str(source), target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest["version"] = number
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    if corrupt:
+        data = bytearray((target / IMAGES_INDEX).read_bytes())
+        data[-5] ^= 0xFF
+        (target / IMAGES_INDEX).write_bytes(bytes(data))
+
+
+def test_retention_keeps_the_intact_version_a_server_serves_when_current_is_corrupt(
+    small_store, tiny_arch_path: Path
+) -> None:
+    """The outside probe: CURRENT named a corrupt v8 (refused by the server, which kept serving v7), a later
+    broken v9 lay beside it, and the next update's retention kept the corrupt versions and deleted v7."""
+    root, images = small_store
+    for number in range(2, 8):
+        _clone_version(root, 1, number)
+    _clone_version(root, 1, 8, corrupt=True)
+    _clone_version(root, 1, 9, corrupt=True)
+    (root / CURRENT).write_text("8\n")
+    with pytest.raises(IndexIntegrityError):
+        open_version(root)
+    copy_images(rsicd_names(1, start=300), images)
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and report.version == 10
+    store = IndexStore(root)
+    # the three newest intact versions (10, 7, 6) are kept; corrupt 8 and 9 do not count toward them
+    assert store.versions() == [6, 7, 8, 9, 10] and store.current_version() == 10
+    with open_version(root, 7) as served:
+        assert served.manifest.counts["images"] == 6
+
+
+def test_retention_always_keeps_the_last_intact_version_before_current(small_store, tiny_arch_path: Path) -> None:
+    root, _ = small_store
+    for number in (2, 3):
+        _clone_version(root, 1, number)
+    _clone_version(root, 1, 4, corrupt=True)
+    (root / CURRENT).write_text("4\n")
+    assert prune(root, 1) == [1, 2]  # keep=1 counts intact v3, which is also the one before CURRENT
+    assert IndexStore(root).versions() == [3, 4]
+    (root / CURRENT).unlink()
+    _clone_version(root, 3, 5, corrupt=True)
+    shutil.rmtree(root / "versions" / "3")
+    assert prune(root, 1) == []  # nothing intact and nothing live: delete nothing

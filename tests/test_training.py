@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 import torch
 
 from posapl.checkpoint import load_checkpoint
-from posapl.cli import main
+from posapl.cli import build_parser, main, settings_from_args
 from training import trainer
 from training.settings import TrainSettings
 from training.trainer import train
@@ -104,6 +105,9 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(
 
     with pytest.raises(trainer.ResumeError, match="lr"):
         train(_settings(splits, tiny_arch_path, out, epochs=2, batch_size=32, lr=1e-4), pos_tagger)
+    with pytest.raises(trainer.ResumeError, match="autocontrast, precision"):
+        train(_settings(splits, tiny_arch_path, out, epochs=2, batch_size=32, precision="bf16",
+                        autocontrast="fixed"), pos_tagger)
 
 
 def test_training_needs_a_validation_split(splits, tiny_arch_path, tmp_path) -> None:
@@ -151,3 +155,58 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, tiny_arch_path, cap
     assert code == 1
     assert f"{missing} does not exist" in capsys.readouterr().err
     assert main(["train", "--train", str(missing), "--val", str(missing), "--epochs", "0"]) == 2
+
+
+def _record_batches(monkeypatch) -> list[tuple[int, torch.dtype]]:
+    """Record the size and dtype of every batch the loss sees."""
+    seen = []
+    loss = trainer.posapl_loss
+
+    def recording(image_feat, text_feat, *args, **kwargs):
+        seen.append((image_feat.shape[0], image_feat.dtype))
+        return loss(image_feat, text_feat, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "posapl_loss", recording)
+    return seen
+
+
+def test_defaults_drop_the_last_partial_batch_and_train_in_float32(
+    splits, tiny_arch_path, tmp_path, monkeypatch, pos_tagger
+) -> None:
+    defaults = TrainSettings()
+    assert (defaults.drop_last, defaults.precision) == (True, "fp32")
+    assert (defaults.autocontrast, defaults.sharpness) == ("reference", "reference")
+    assert isinstance(trainer.precision_context(torch.device("cuda"), defaults.precision), nullcontext)
+
+    seen = _record_batches(monkeypatch)
+    out = tmp_path / "run"
+    train(_settings(splits, tiny_arch_path, out, epochs=1, batch_size=12), pos_tagger)  # 32 pairs: 12 + 12 (+ 8)
+    assert seen == [(12, torch.float32), (12, torch.float32)]
+    log = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert log["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine schedule spans exactly the steps taken
+
+    with pytest.raises(ValueError, match="no full batch of 64"):
+        train(_settings(splits, tiny_arch_path, tmp_path / "big", epochs=1, batch_size=64), pos_tagger)
+
+
+def test_options_keep_the_last_batch_and_train_under_bf16_autocast(
+    splits, tiny_arch_path, tmp_path, monkeypatch, pos_tagger
+) -> None:
+    seen = _record_batches(monkeypatch)
+    out = tmp_path / "run"
+    train(_settings(splits, tiny_arch_path, out, epochs=1, batch_size=12, drop_last=False, precision="bf16",
+                    autocontrast="fixed", sharpness="fixed"), pos_tagger)
+    assert seen == [(12, torch.bfloat16), (12, torch.bfloat16), (8, torch.bfloat16)]
+    log = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert log["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cli_recipe_options_reach_the_settings() -> None:
+    args = build_parser().parse_args(["train", "--autocontrast", "fixed", "--sharpness", "fixed", "--precision",
+                                      "bf16", "--keep-last-batch"])
+    settings = settings_from_args(TrainSettings, args)
+    assert (settings.autocontrast, settings.sharpness, settings.precision, settings.drop_last) == (
+        "fixed", "fixed", "bf16", False)
+    defaults = settings_from_args(TrainSettings, build_parser().parse_args(["train"]))
+    assert (defaults.autocontrast, defaults.sharpness, defaults.precision, defaults.drop_last) == (
+        "reference", "reference", "fp32", True)

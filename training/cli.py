@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--eval-batch-size", type=int)
     train.add_argument("--exp-logit-scale", action="store_const", const=True,
                        help="scale logits by exp(logit_scale) as CLIP does (the reference uses logit_scale)")
+    train.add_argument("--autocontrast", choices=["reference", "fixed"],
+                       help="RandAugment AutoContrast: the reference's uint8 wrap-around quirk (default) or fixed")
+    train.add_argument("--sharpness", choices=["reference", "fixed"],
+                       help="RandAugment Sharpness: the reference's unclipped uint8 cast (default) or clipped")
+    train.add_argument("--precision", choices=["fp32", "bf16"],
+                       help="training forward pass: float32 as the reference (default) or bf16 autocast")
+    train.add_argument("--keep-last-batch", dest="drop_last", action="store_const", const=False,
+                       help="also train on the last partial batch (the reference drops it)")
     train.add_argument("--out", type=Path, help="run directory (default runs/posapl)")
     train.add_argument("--no-resume", dest="resume", action="store_const", const=False,
                        help="start over instead of continuing the run in --out")

@@ -1,7 +1,8 @@
 """Configuration of `posapl train` and `posapl eval`: one pydantic-settings object, from flags or `POSAPL_*`.
 
 Defaults are the reference recipe (AdamW lr 1e-3, weight decay 0.01, betas 0.9/0.98, cosine schedule,
-10 epochs, batch 256, margin 0.1, gamma 2).
+10 epochs, batch 256, margin 0.1, gamma 2, float32, the last partial batch dropped, the reference's
+AutoContrast and Sharpness quirks); each deviation is an option, so it can be measured against the recipe.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ class TrainSettings(BaseSettings):
     reciprocal_alpha: float = Field(DEFAULT_RECIPROCAL_ALPHA, ge=0, description="eval: its alpha")
     tune_reciprocal: bool = Field(False, description="eval: grid-search reciprocal k and alpha on a val --split")
     results: Path | None = Field(None, description="eval: write the metrics JSON here")
+
+    # recipe options: the defaults are the reference's behaviour, the alternatives are measured deviations
+    autocontrast: Literal["reference", "fixed"] = Field(
+        "reference", description="reference: its uint8 wrap-around quirk (channels with minimum > 0 turn white)"
+    )
+    sharpness: Literal["reference", "fixed"] = Field(
+        "reference", description="reference: uint8 cast without clipping (overshoots wrap mod 256)"
+    )
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="training forward pass: float32 or bf16 autocast")
+    drop_last: bool = Field(True, description="drop the last partial training batch, as the reference does")
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:

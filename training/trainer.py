@@ -9,7 +9,9 @@ Run directory (`--out`):
   results.json    selected epoch, its val and test metrics
 The test split is evaluated once, after training, for the selected epoch only: it never influences the
 choice. Each epoch reseeds shuffling and augmentation from (seed, epoch), so a resumed run continues
-exactly as an uninterrupted one would.
+exactly as an uninterrupted one would. As in the reference, the forward pass is float32 (bf16 autocast is an
+option) and the last partial batch of an epoch is dropped: the triplet loss sums over in-batch negatives, so a
+small last batch would be a different objective.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import random
 import re
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,8 @@ BEST_DIR = "best"
 EPOCH_DIR = re.compile(r"^epoch-(\d{3,})$")
 # Settings a resumed run must share with the run it continues; anything else (device, workers) may change.
 RECIPE_FIELDS = ("preset", "arch", "pretrained", "epochs", "batch_size", "lr", "weight_decay", "beta1", "beta2",
-                 "eps", "margin", "gamma", "exp_logit_scale", "seed", "train_limit")
+                 "eps", "margin", "gamma", "exp_logit_scale", "seed", "train_limit", "autocontrast", "sharpness",
+                 "precision", "drop_last")
 
 
 class ResumeError(ValueError):
@@ -99,8 +102,9 @@ def _append_log(out: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def precision_context(device: torch.device, precision: str) -> AbstractContextManager:
+    """float32 unless bf16 is asked for; then bf16 autocast on whatever device trains (CPU included)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
 def _build_or_resume(settings: TrainSettings, out: Path) -> tuple[POSAPL, dict[str, Any] | None]:
@@ -113,7 +117,8 @@ def _build_or_resume(settings: TrainSettings, out: Path) -> tuple[POSAPL, dict[s
     last = epochs[max(epochs)]
     state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=True)
     if state["recipe"] != _recipe(settings):
-        changed = sorted(k for k in state["recipe"] if state["recipe"][k] != _recipe(settings).get(k))
+        wanted = _recipe(settings)
+        changed = sorted(k for k in state["recipe"].keys() | wanted.keys() if state["recipe"].get(k) != wanted.get(k))
         raise ResumeError(f"{out} holds a run with different settings ({', '.join(changed)}); "
                           "use another --out, or --no-resume to start it over")
     model = load_checkpoint(last, pretrained=settings.pretrained)
@@ -164,8 +169,13 @@ def train(settings: TrainSettings, tagger: PosTagger | None = None) -> TrainResu
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError("the model exposes no trainable adapter parameters")
-    dataset = TrainDataset(pairs, pos_cache, train_transform(model.image_size))
-    steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
+    dataset = TrainDataset(pairs, pos_cache, train_transform(model.image_size, settings.autocontrast,
+                                                             settings.sharpness))
+    if settings.drop_last and len(dataset) < settings.batch_size:
+        raise ValueError(f"{len(dataset)} training pairs make no full batch of {settings.batch_size}; "
+                         "lower --batch-size (or pass --keep-last-batch)")
+    steps_per_epoch = (len(dataset) // settings.batch_size if settings.drop_last
+                       else math.ceil(len(dataset) / settings.batch_size))
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
                                   betas=(settings.beta1, settings.beta2), eps=settings.eps)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * steps_per_epoch)
@@ -188,6 +198,7 @@ def train(settings: TrainSettings, tagger: PosTagger | None = None) -> TrainResu
             num_workers=settings.num_workers,
             collate_fn=collate_pairs,
             pin_memory=device.type == "cuda",
+            drop_last=settings.drop_last,
         )
         model.train()
         sums = {"total": 0.0, "alignment": 0.0, "triplet": 0.0}
@@ -198,7 +209,7 @@ def train(settings: TrainSettings, tagger: PosTagger | None = None) -> TrainResu
             if truncate:
                 width = int((tokens.argmax(dim=-1) + 1).max())
                 tokens, pos_tokens = tokens[:, :width], pos_tokens[:, :width]
-            with _autocast(device):
+            with precision_context(device, settings.precision):
                 image_feat = model.encode_image(images.to(device, non_blocking=True))
                 text_feat = model.encode_text(tokens.to(device), pos_tokens.to(device))
             parts = posapl_loss(image_feat, text_feat, ids.to(device), model.logit_scale.detach(),

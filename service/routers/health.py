@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from service.errors import error_responses
-from service.schemas import Health, IndexInfo, Readiness
+from service.schemas import Health, ImageIndexInfo, IndexInfo, Readiness
 from service.state import ServiceState, get_state
 
 router = APIRouter()
@@ -29,10 +29,12 @@ async def healthz() -> Health:
 )
 async def readyz(state: State) -> Readiness | JSONResponse:
     version = state.live.current
+    encoder = state.searcher.encoder
+    runtime = {"encoder_runtime": encoder.runtime.name, "encoder_runtime_reason": encoder.runtime_reason}
     if version is None:
-        body = Readiness(ready=False, reason=state.live.reason)
+        body = Readiness(ready=False, reason=state.live.reason, **runtime)
         return JSONResponse(body.model_dump(), status_code=503)
-    return Readiness(ready=True, index_version=version.number)
+    return Readiness(ready=True, index_version=version.number, **runtime)
 
 
 @router.get("/v1/index", response_model=IndexInfo, tags=["index"], responses=error_responses(503))
@@ -47,6 +49,9 @@ async def index_info(state: State) -> IndexInfo:
         embedding_dim=manifest.dim,
         images=manifest.counts.get("images", 0),
         captions=manifest.counts.get("captions", 0),
+        image_index=ImageIndexInfo.model_validate(
+            {key: value for key, value in manifest.index.items() if key in ImageIndexInfo.model_fields}
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""Archive images by id: the original file and a cached JPEG thumbnail. Clients never pass a path."""
+"""Archive images by id: the original file, a cached thumbnail and a browser view. Clients never pass a path."""
 
 from __future__ import annotations
 
@@ -8,31 +8,48 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from index.layout import ID_MASK
-from index.store import IndexVersion
+from index.store import ImageRecord, IndexVersion
 from service.errors import ServiceError, error_responses
-from service.imaging import make_thumbnail
+from service.image_ids import ImageId
+from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 State = Annotated[ServiceState, Depends(get_state)]
-ImageId = Annotated[int, PathParam(ge=0, le=ID_MASK, description="image id from a search result")]
 IMMUTABLE = "public, max-age=86400, immutable"  # ids are content hashes: the bytes behind an id never change
 
 
-def _file(version: IndexVersion, image_id: int) -> Path:
+def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
     try:
-        path = version.image_path(image_id)
+        record = version.image(image_id)
     except KeyError:
         raise ServiceError(
             404, "unknown_image", f"no image with id {image_id} in index version {version.number}"
         ) from None
+    path = Path(version.manifest.sources[record.source]) / record.path
     if not path.is_file():
         raise ServiceError(404, "image_file_missing", f"the file of image {image_id} is no longer in the archive")
-    return path
+    return path, record
+
+
+def _file(version: IndexVersion, image_id: int) -> Path:
+    return _item(version, image_id)[0]
+
+
+def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
+    """The band selection the index was built with, so renders show what was embedded."""
+    bands = version.manifest.raw.get("decode", {}).get("bands")
+    return tuple(bands) if bands else None
+
+
+async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
+    version = state.live.snapshot()
+    path, record = _item(version, image_id)
+    return await asyncio.to_thread(
+        render, path, state.settings.max_image_pixels, size, record.window, store_bands(version)
+    )
 
 
 @router.get(
@@ -57,15 +74,34 @@ async def image_original(image_id: ImageId, state: State) -> FileResponse:
     "/{image_id}/thumbnail",
     response_class=Response,
     responses={
-        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "JPEG"},
+        200: {
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JPEG, or the original when it is already a small web image",
+        },
         **error_responses(404, 422, 503),
     },
-    summary="A 256 px JPEG thumbnail",
+    summary="A thumbnail of at most 256 px a side",
 )
 async def image_thumbnail(image_id: ImageId, state: State) -> Response:
-    data = state.thumbnails.get(image_id)
-    if data is None:
-        path = _file(state.live.snapshot(), image_id)
-        data = await asyncio.to_thread(make_thumbnail, path, state.settings.max_image_pixels)
-        state.thumbnails.put(image_id, data)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
+    rendered = state.thumbnails.get(image_id)
+    if rendered is None:
+        rendered = await _render(state, image_id, THUMBNAIL_SIZE)
+        state.thumbnails.put(image_id, rendered)
+    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    "/{image_id}/view",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The original when browsers show it as it is, else a PNG rendering",
+        },
+        **error_responses(404, 422, 503),
+    },
+    summary="The image as a browser can show it (TIFF and other originals rendered to PNG)",
+)
+async def image_view(image_id: ImageId, state: State) -> Response:
+    rendered = await _render(state, image_id, VIEW_SIZE)
+    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})

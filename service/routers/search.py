@@ -8,9 +8,15 @@ from typing import Annotated, get_args
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
 
+from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
+from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
 from service.imaging import decode_image
+from service.json_body import JsonRoute
+from service.previews import preview_data_url
 from service.schemas import (
     ImageSearchResponse,
     ImageTimings,
@@ -23,9 +29,14 @@ from service.schemas import (
 from service.state import ServiceState, get_state
 from service.uploads import check_declared_length, read_form
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], route_class=JsonRoute)
+NO_CAPTION_BANK = (
+    "this index has no caption bank, so there are no captions to match; add caption files "
+    "(annotation JSON or one caption a line) with `posapl index update --add-captions FILE`"
+)
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
+GET_PARAMS = ("q", "k", "rerank")
 
 IMAGE_FORM_SCHEMA = {
     "type": "object",
@@ -35,14 +46,29 @@ IMAGE_FORM_SCHEMA = {
         "k_captions": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
         "k_images": {"type": "integer", "minimum": 0, "maximum": 100, "default": 10},
         "rerank": {"type": "string", "enum": list(RERANK_METHODS), "description": "server default when omitted"},
+        "dedupe_overlaps": {"type": "boolean", "default": True, "description": "suppress overlapping tiles"},
     },
 }
 
 
+Format = Annotated[
+    str | None, Query(description="json (default) or geojson: a FeatureCollection of footprints, as with "
+                      "Accept: application/geo+json")
+]
+
+
 async def _text_search(
-    state: ServiceState, query: str, k: int, rerank: RerankMethod | None, filters: SearchFilters | None
-) -> TextSearchResponse:
-    outcome = await state.searcher.text(query, k, rerank or state.settings.rerank_default, filters)
+    state: ServiceState,
+    query: str,
+    k: int,
+    rerank: RerankMethod | None,
+    filters: SearchFilters | None,
+    dedupe: bool = True,
+    geojson: bool = False,
+) -> TextSearchResponse | Response:
+    outcome = await state.searcher.text(query, k, rerank or state.settings.rerank_default, filters, dedupe)
+    if geojson:
+        return feature_collection(outcome.hits)
     return TextSearchResponse(
         query=query,
         normalized_query=outcome.normalized,
@@ -51,6 +77,8 @@ async def _text_search(
         results=outcome.hits,
         index_version=outcome.version,
         timings_ms=TextTimings(**outcome.timings_ms),
+        matched=outcome.matched,
+        rerank_note=outcome.rerank_note,
     )
 
 
@@ -62,57 +90,128 @@ def require_utf8_query_string(request: Request) -> None:
         raise ServiceError(422, "invalid_encoding", "the query string is not valid UTF-8") from None
 
 
+def require_canonical_k(request: Request) -> None:
+    """`k=+5`, `k=05`, `k=5_0` or `k=5.0` would all parse leniently; only `k=5` is accepted."""
+    raw = request.query_params.get("k")
+    if raw is not None:
+        canonical_int(raw, "k", 1, 100)
+
+
+def reject_unknown_params(request: Request) -> None:
+    """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
+    the client would believe its results were filtered."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
+    unknown = sorted({name for name in names if name not in GET_PARAMS})
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ServiceError(
+            422,
+            "unknown_parameter",
+            f"unknown query parameter(s) {names}; GET /v1/search/text takes {', '.join(GET_PARAMS)} "
+            "(send filters with POST /v1/search/text)",
+        )
+
+
 @router.post(
     "/text",
     response_model=TextSearchResponse,
-    responses=error_responses(400, 422, 503),
+    responses={**error_responses(400, 422, 503), **RESPONSE_DOC},
     summary="Search images by text",
 )
-async def search_text(body: TextSearchRequest, state: State) -> TextSearchResponse:
+async def search_text(
+    body: TextSearchRequest, state: State, request: Request, format: Format = None
+) -> TextSearchResponse | Response:
     """POS-tag and encode the query, search the image index, re-rank, return the top k images."""
-    return await _text_search(state, body.query, body.k, body.rerank, body.filters)
+    geojson = wants_geojson(request, format)
+    return await _text_search(state, body.query, body.k, body.rerank, body.filters, body.dedupe_overlaps, geojson)
+
+
+def _get_filters(bbox: str | None, time_from: str | None, time_to: str | None) -> SearchFilters | None:
+    """The GET form of the geographic and acquisition-time filters, validated like the JSON body's."""
+    given: dict[str, object] = {}
+    if bbox is not None:
+        parts = bbox.split(",")
+        try:
+            given["bbox"] = tuple(float(part) for part in parts)
+        except ValueError:
+            given["bbox"] = None
+        if given["bbox"] is None or len(parts) != 4:
+            raise ServiceError(
+                422, "invalid_request", "bbox must be four numbers min_lon,min_lat,max_lon,max_lat (EPSG:4326)"
+            )
+    if time_from is not None:
+        given["time_from"] = time_from
+    if time_to is not None:
+        given["time_to"] = time_to
+    if not given:
+        return None
+    try:
+        return SearchFilters(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'filters'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ServiceError(422, "invalid_request", problems) from None
 
 
 @router.get(
     "/text",
     response_model=TextSearchResponse,
-    responses=error_responses(422, 503),
+    responses={**error_responses(422, 503), **RESPONSE_DOC},
     summary="Search images by text (for links and curl)",
-    dependencies=[Depends(require_utf8_query_string)],
+    dependencies=[
+        Depends(require_utf8_query_string), Depends(reject_unknown_params), Depends(require_canonical_k)
+    ],
 )
 async def search_text_get(
     state: State,
+    request: Request,
     q: Annotated[str, Query(description="free-text query")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     rerank: RerankMethod | None = None,
-) -> TextSearchResponse:
-    return await _text_search(state, q, k, rerank, None)
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat in EPSG:4326")] = None,
+    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
+    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
+    dedupe_overlaps: bool = True,
+    format: Format = None,
+) -> TextSearchResponse | Response:
+    geojson = wants_geojson(request, format)
+    filters = _get_filters(bbox, time_from, time_to)
+    return await _text_search(state, q, k, rerank, filters, dedupe_overlaps, geojson)
 
 
 def _form_int(fields: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = fields.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ServiceError(422, "invalid_request", f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise ServiceError(422, "invalid_request", f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return canonical_int(raw.strip(), name, low, high)
+
+
+def _form_bool(fields: dict[str, str], name: str, default: bool) -> bool:
+    raw = fields.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ServiceError(422, "invalid_request", f"{name} must be true or false, got {raw[:40]!r}")
+    return raw == "true"
 
 
 @router.post(
     "/image",
     response_model=ImageSearchResponse,
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses={**error_responses(400, 413, 415, 422, 503), **RESPONSE_DOC},
     summary="Find captions and similar images for an uploaded image",
     openapi_extra={
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": IMAGE_FORM_SCHEMA}}}
     },
 )
-async def search_image(request: Request, state: State) -> ImageSearchResponse:
-    """The upload is read into memory with the size limit enforced while streaming; it never touches disk."""
+async def search_image(request: Request, state: State, format: Format = None) -> ImageSearchResponse | Response:
+    """The upload is read into memory with the size limit enforced while streaming; it never touches disk. The
+    GeoJSON form holds the similar images only (captions have no footprint)."""
+    geojson = wants_geojson(request, format)
     settings = state.settings
     state.live.snapshot()
     check_declared_length(request.headers.get("content-length"), settings.max_upload_bytes)
@@ -130,7 +229,11 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
     started = time.perf_counter()
     image = await asyncio.to_thread(decode_image, bytes(upload.data), settings.max_image_pixels)
     decode_ms = (time.perf_counter() - started) * 1000.0
-    outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms)
+    dedupe = _form_bool(form.fields, "dedupe_overlaps", True)
+    outcome = await state.searcher.image(image, k_captions, k_images, method, decode_ms, dedupe)
+    if geojson:
+        return feature_collection(outcome.images)
+    preview = await asyncio.to_thread(preview_data_url, image)
     return ImageSearchResponse(
         width=image.width,
         height=image.height,
@@ -139,4 +242,7 @@ async def search_image(request: Request, state: State) -> ImageSearchResponse:
         images=outcome.images,
         index_version=outcome.version,
         timings_ms=ImageTimings(**outcome.timings_ms),
+        preview=preview,
+        captions_note=None if outcome.captions else NO_CAPTION_BANK,
+        rerank_note=outcome.rerank_note,
     )

@@ -28,9 +28,18 @@ function showError(box, message) {
   box.hidden = !message;
 }
 
-function openLightbox(hit) {
-  $("lightbox-image").src = hit.image_url;
-  $("lightbox-caption").textContent = `${hit.path} · ${hit.width}×${hit.height} · score ${hit.score.toFixed(3)}`;
+// What a score means depends on whether it was re-ranked: cosine similarity of the embeddings (-1…1), or a
+// re-ranking method's own score (higher is better, on no fixed scale). Each score on the page says which.
+function scoreLabel(method) {
+  return method === "none"
+    ? { short: "cos", long: "cosine similarity of query and image embeddings (−1 to 1, higher is closer)" }
+    : { short: method, long: `${method} re-ranking score (higher is better; not a probability or a similarity)` };
+}
+
+function openLightbox(hit, method) {
+  $("lightbox-image").src = hit.view_url || hit.image_url;  // view_url: a browser-displayable rendering (TIFF)
+  const label = scoreLabel(method);
+  $("lightbox-caption").textContent = `${hit.path} · ${hit.width}×${hit.height} · ${label.long}: ${hit.score.toFixed(3)}`;
   $("lightbox").hidden = false;
 }
 
@@ -42,7 +51,8 @@ function closeLightbox() {
 // Ids are 63-bit integers, beyond a JavaScript number's exact range: take them from the URLs, never hit.id.
 const idOf = (hit) => hit.image_url.split("/").pop();
 
-function renderGrid(container, hits) {
+function renderGrid(container, hits, method) {
+  const label = scoreLabel(method);
   container.replaceChildren(
     ...hits.map((hit, i) => {
       const card = el(
@@ -51,11 +61,11 @@ function renderGrid(container, hits) {
         el("img", { src: hit.thumbnail_url, alt: hit.path, loading: "lazy" }),
         el("figcaption", {},
           el("span", { class: "rank", text: `#${i + 1}` }),
-          el("span", { class: "score", text: hit.score.toFixed(3) })),
+          el("span", { class: "score", title: label.long }, el("small", { text: label.short }), hit.score.toFixed(3))),
         el("span", { class: "path", text: hit.path }),
       );
-      card.addEventListener("click", () => openLightbox(hit));
-      card.addEventListener("keydown", (e) => { if (e.key === "Enter") openLightbox(hit); });
+      card.addEventListener("click", () => openLightbox(hit, method));
+      card.addEventListener("keydown", (e) => { if (e.key === "Enter") openLightbox(hit, method); });
       return card;
     }),
   );
@@ -71,11 +81,30 @@ function renderPos(query, pos) {
   box.replaceChildren(...words.map((word, i) => el("span", { class: "pos-tag" }, word, el("small", { text: pos[i] }))));
 }
 
+// The page's date controls and the API's time filters (Unix seconds); one place to change if they are renamed.
+const TIME_FILTERS = {
+  "date-from": { field: "min_mtime", at: (day) => new Date(`${day}T00:00:00`) },
+  "date-to": { field: "max_mtime", at: (day) => new Date(`${day}T23:59:59.999`) },
+};
+
+function timeFilters() {
+  const filters = {};
+  for (const [id, { field, at }] of Object.entries(TIME_FILTERS)) {
+    const day = $(id).value;
+    if (day) filters[field] = at(day).getTime() / 1000;
+  }
+  return filters;
+}
+
 async function searchText(event) {
   event.preventDefault();
   const query = $("query").value;
   const body = { query, k: Number($("k").value) };
   if ($("rerank").value) body.rerank = $("rerank").value;
+  const filters = timeFilters();
+  if (Object.keys(filters).length) body.filters = filters;
+  const mapFilters = window.posaplMap ? window.posaplMap.filters() : {};
+  if (Object.keys(mapFilters).length) body.filters = { ...(body.filters || {}), ...mapFilters };
   showError($("search-error"), "");
   $("search-meta").textContent = "searching…";
   const response = await fetch("/v1/search/text", {
@@ -92,10 +121,11 @@ async function searchText(event) {
   }
   const data = await response.json();
   renderPos(data.normalized_query, data.pos);
-  renderGrid($("results"), data.results);
+  renderGrid($("results"), data.results, data.rerank);
+  if (window.posaplMap) window.posaplMap.showResults(data.results);
   const t = data.timings_ms;
   $("search-meta").textContent =
-    `${data.results.length} images · index v${data.index_version} · re-rank ${data.rerank} · ` +
+    `${data.results.length} images · index v${data.index_version} · scores: ${scoreLabel(data.rerank).long} · ` +
     `${t.total.toFixed(1)} ms (pos ${t.pos.toFixed(1)}, encode ${t.encode.toFixed(1)}, ` +
     `search ${t.search.toFixed(1)}, re-rank ${t.rerank.toFixed(1)})`;
 }
@@ -119,21 +149,27 @@ async function searchImage(file) {
   const data = await response.json();
   const preview = $("upload-preview");
   if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(file);
+  // Browsers cannot show TIFF: show the server's rendering of what the model saw instead of the local file.
+  const tiff = /tiff?$/i.test(file.type) || /\.tiff?$/i.test(file.name);
+  preview.onerror = data.preview ? () => { preview.onerror = null; preview.src = data.preview; } : null;
+  preview.src = tiff && data.preview ? data.preview : URL.createObjectURL(file);
   $("upload-meta").textContent =
     `${file.name} · ${data.width}×${data.height} · ${data.timings_ms.total.toFixed(1)} ms · index v${data.index_version}`;
   const best = Math.max(...data.captions.map((c) => c.score), 1e-6);
+  const noCaptions = el("li", { class: "caption-text", text: "No captions: this index was built without a caption bank." });
   $("captions").replaceChildren(
+    ...(data.captions.length ? [] : [noCaptions]),
     ...data.captions.map((c) =>
       el("li", {},
         el("span", { class: "caption-text", text: c.text }),
         el("span", { class: "caption-meta" },
           el("span", { class: "bar" }, Object.assign(el("span"), { style: `width:${Math.max(0, c.score / best) * 100}%` })),
-          `${c.score.toFixed(3)} · ${c.source}`))),
+          `${scoreLabel(data.rerank).short} ${c.score.toFixed(3)} · ${c.source}`))),
   );
+  if (data.captions_note) $("captions").replaceChildren(el("li", { class: "caption-note", text: data.captions_note }));
   $("upload-result").hidden = false;
   $("similar-title").hidden = data.images.length === 0;
-  renderGrid($("similar"), data.images);
+  renderGrid($("similar"), data.images, "none");
 }
 
 async function refreshStatus() {

@@ -1,0 +1,328 @@
+"""Geographic search against a real server: lon/lat bbox and GeoJSON geometry filters over WGS84 footprints,
+acquisition-time filters, GeoJSON output (validated, footprints checked against rasterio), and suppression of
+overlapping tiles of one scene. The store is built by the real indexer from rasters written with rasterio."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import shapely.geometry
+from api_support import DATA, LiveServer, build_index, model_env, start_server
+from geojson_pydantic import FeatureCollection
+from PIL import Image
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+QUERY = "many buildings and green trees near a road"
+# name: (CRS, top-left x, top-left y, pixel size, acquisition time in the TIFF DateTime tag)
+RASTERS = {
+    "utm_a.tif": ("EPSG:32633", 500000.0, 4000000.0, 10.0, "2019:05:01 10:00:00"),
+    "utm_b.tif": ("EPSG:32633", 500640.0, 4000000.0, 10.0, "2020:05:01 10:00:00"),
+    "utm_c.tif": ("EPSG:32633", 560000.0, 4100000.0, 10.0, "2021:05:01 10:00:00"),
+    "wgs_d.tif": ("EPSG:4326", 10.0, 50.01, 0.0001, "2021:07:01 10:00:00"),
+    "wgs_e.tif": ("EPSG:4326", 10.02, 50.01, 0.0001, "2022:07:01 10:00:00"),
+    "merc_f.tif": ("EPSG:3857", -330000.0, 4865000.0, 20.0, "2022:09:01 10:00:00"),
+}
+PLAIN = 12  # RSICD JPEGs without georeferencing
+PLAIN_MTIME = 1262304000.0  # 2010-01-01: a JPEG's time is its file time
+SIZE = 64
+
+
+def write_raster(path: Path, source: Path, crs: str, x: float, y: float, pixel: float, when: str) -> None:
+    """A SIZE x SIZE RGB GeoTIFF with the pixels of a real RSICD image (so that embeddings differ)."""
+    pixels = np.asarray(Image.open(source).convert("RGB").resize((SIZE, SIZE))).transpose(2, 0, 1)
+    profile = {
+        "driver": "GTiff", "width": SIZE, "height": SIZE, "count": 3, "dtype": "uint8", "crs": crs,
+        "transform": from_origin(x, y, pixel, pixel),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+        dst.update_tags(TIFFTAG_DATETIME=when)
+
+
+def wgs84_bounds(path: Path) -> tuple[float, float, float, float]:
+    with rasterio.open(path) as src:
+        return transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+
+
+@pytest.fixture(scope="module")
+def geo_archive(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> tuple[Path, Path]:
+    """(index root, images folder): PLAIN RSICD images and the RASTERS, indexed by the indexer's own job."""
+    tmp = tmp_path_factory.mktemp("geo")
+    images = tmp / "images"
+    images.mkdir()
+    entries = json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[: PLAIN + len(RASTERS)]
+    for entry in entries[:PLAIN]:
+        shutil.copy2(DATA / "rsicd" / entry["image"], images / Path(entry["image"]).name)
+        os.utime(images / Path(entry["image"]).name, (PLAIN_MTIME, PLAIN_MTIME))  # their time: 2010, before all
+    for entry, (name, spec) in zip(entries[PLAIN:], RASTERS.items(), strict=True):
+        write_raster(images / name, DATA / "rsicd" / entry["image"], *spec)
+    captions = tmp / "captions.json"
+    captions.write_text(json.dumps(entries))
+    build_index(tmp / "index", images, captions, tiny_arch_file)
+    return tmp / "index", images
+
+
+@pytest.fixture(scope="module")
+def geo_server(tmp_path_factory: pytest.TempPathFactory, geo_archive, tiny_arch_file: Path) -> Iterator[LiveServer]:
+    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(geo_archive[0]), "POSAPL_RERANK_DEFAULT": "none"}
+    live = start_server(tmp_path_factory.mktemp("geo-server"), "geo", env)
+    yield live
+    live.stop()
+
+
+@pytest.fixture()
+def geo(geo_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=geo_server.url, timeout=60) as http:
+        yield http
+
+
+def search(client: httpx.Client, **body) -> dict:
+    response = client.post("/v1/search/text", json={"query": QUERY, "k": 30, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def paths(body: dict) -> list[str]:
+    return sorted(hit["path"] for hit in body["results"])
+
+
+def test_geojson_output_is_valid_and_footprints_match_rasterio(geo: httpx.Client, geo_archive) -> None:
+    images = geo_archive[1]
+    response = geo.post(
+        "/v1/search/text", json={"query": QUERY, "k": 30}, headers={"Accept": "application/geo+json"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/geo+json")
+    collection = FeatureCollection.model_validate(response.json())
+    features = response.json()["features"]
+    assert len(collection.features) == PLAIN + len(RASTERS)
+    assert [f["properties"]["rank"] for f in features] == list(range(1, len(features) + 1))
+    scores = [f["properties"]["score"] for f in features]
+    assert scores == sorted(scores, reverse=True)
+    by_path = {f["properties"]["path"]: f for f in features}
+    for name in RASTERS:
+        feature = by_path[name]
+        footprint = shapely.geometry.shape(feature["geometry"])
+        assert footprint.bounds == pytest.approx(wgs84_bounds(images / name), abs=1e-7), name
+        props = feature["properties"]
+        assert props["image_url"] == f"/v1/images/{feature['id']}" and props["view_url"].endswith("/view")
+        assert props["thumbnail_url"].endswith("/thumbnail") and props["scene_id"]
+        assert (props["window_x"], props["window_y"], props["window_width"]) == (0, 0, SIZE)
+        assert props["time"].startswith(RASTERS[name][4][:4]) and props["gsd"] > 0
+    plain = [f for f in features if not f["properties"]["path"].endswith(".tif")]
+    assert len(plain) == PLAIN and all(f["geometry"] is None for f in plain)
+    # the same through format=geojson, on GET and on the upload endpoint
+    listed = geo.get("/v1/search/text", params={"q": QUERY, "k": 5, "format": "geojson"})
+    assert listed.headers["content-type"].startswith("application/geo+json")
+    assert len(FeatureCollection.model_validate(listed.json()).features) == 5
+    with open(images / "utm_a.tif", "rb") as handle:
+        uploaded = geo.post("/v1/search/image?format=geojson", files={"file": ("a.tif", handle, "image/tiff")},
+                            data={"k_images": "3"})
+    assert uploaded.status_code == 200, uploaded.text
+    first = FeatureCollection.model_validate(uploaded.json()).features[0]
+    assert first.properties["path"] == "utm_a.tif" and first.geometry is not None
+    assert geo.get("/v1/search/text", params={"q": QUERY, "format": "kml"}).status_code == 422
+    assert "results" in geo.get("/v1/search/text", params={"q": QUERY}).json()  # JSON stays the default
+
+
+def test_bbox_and_geometry_filters_select_by_wgs84_footprint(geo: httpx.Client, geo_archive) -> None:
+    images = geo_archive[1]
+    a, b = wgs84_bounds(images / "utm_a.tif"), wgs84_bounds(images / "utm_b.tif")
+    # a box inside utm_a only (utm_b starts where utm_a ends)
+    inside_a = [a[0] + 1e-4, a[1] + 1e-4, a[2] - 1e-3, a[3] - 1e-4]
+    body = search(geo, filters={"bbox": inside_a})
+    assert paths(body) == ["utm_a.tif"] and body["matched"] == 1
+    both = [a[0], a[1], b[2], b[3]]
+    assert paths(search(geo, filters={"bbox": both})) == ["utm_a.tif", "utm_b.tif"]
+    europe = {"type": "Polygon", "coordinates": [[[5, 45], [20, 45], [20, 55], [5, 55], [5, 45]]]}
+    assert paths(search(geo, filters={"intersects": europe})) == ["wgs_d.tif", "wgs_e.tif"]
+    point_e = {"type": "Point", "coordinates": [10.0232, 50.0068]}
+    assert paths(search(geo, filters={"intersects": point_e})) == ["wgs_e.tif"]
+    # bbox and geometry together: their intersection
+    assert paths(search(geo, filters={"intersects": europe, "bbox": [10.0, 49.0, 10.01, 51.0]})) == ["wgs_d.tif"]
+    # the whole world holds every georeferenced item and no plain JPEG
+    world = search(geo, filters={"bbox": [-180, -90, 180, 90]})
+    assert paths(world) == sorted(RASTERS) and world["matched"] == len(RASTERS)
+    # GET carries the same filter
+    listed = geo.get("/v1/search/text", params={"q": QUERY, "k": 30, "bbox": ",".join(map(str, inside_a))})
+    assert paths(listed.json()) == ["utm_a.tif"] and listed.json()["matched"] == 1
+
+
+def test_time_filters_select_by_acquisition_time(geo: httpx.Client) -> None:
+    assert paths(search(geo, filters={"time_from": "2021-01-01", "time_to": "2021-12-31"})) == [
+        "utm_c.tif", "wgs_d.tif"
+    ]
+    # a date alone as time_to includes its whole day; a date-time with an offset is an instant
+    assert paths(search(geo, filters={"time_from": "2022-07-01T11:00:00+01:00", "time_to": "2022-09-01"})) == [
+        "merc_f.tif", "wgs_e.tif"
+    ]
+    assert paths(search(geo, filters={"time_from": "2022-07-01T11:00:01+01:00"})) == ["merc_f.tif"]
+    combined = search(geo, filters={"time_to": "2020-12-31", "bbox": [-180, -90, 180, 90], "max_mtime": 4e9})
+    assert paths(combined) == ["utm_a.tif", "utm_b.tif"] and combined["matched"] == 2
+    listed = geo.get("/v1/search/text", params={"q": QUERY, "k": 30, "time_from": "2022-01-01"})
+    assert paths(listed.json()) == ["merc_f.tif", "wgs_e.tif"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "needle"),
+    [
+        ({"bbox": [200, 0, 201, 1]}, "longitudes"),
+        ({"bbox": [0, -95, 1, 1]}, "latitudes"),
+        ({"bbox": [2, 0, 1, 1]}, "min <= max"),
+        ({"bbox": [0, 0, "nan", 1]}, "finite"),
+        ({"intersects": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}, "intersects"),
+        ({"intersects": {"type": "Point", "coordinates": [0, 91]}}, "lat in [-90, 90]"),
+        ({"intersects": {"type": "Circle", "coordinates": [0, 0]}}, "intersects"),
+        ({"time_from": "last tuesday"}, "ISO-8601"),
+        ({"time_from": "2022-01-02", "time_to": "2022-01-01"}, "time_from is after time_to"),
+    ],
+)
+def test_bad_geo_filters_are_422_naming_the_problem(geo: httpx.Client, filters: dict, needle: str) -> None:
+    response = geo.post("/v1/search/text", json={"query": QUERY, "filters": filters})
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["message"]
+
+
+def test_bad_get_filters_are_422(geo: httpx.Client) -> None:
+    for params, needle in [({"bbox": "1,2,3"}, "four numbers"), ({"bbox": "a,b,c,d"}, "four numbers"),
+                           ({"bbox": "0,0,500,1"}, "longitudes"), ({"time_to": "soon"}, "ISO-8601")]:
+        response = geo.get("/v1/search/text", params={"q": QUERY, **params})
+        assert response.status_code == 422 and needle in response.json()["message"], response.text
+
+
+def republish_as_tiles(root: Path, target: Path, tile_ids: list[int]) -> None:
+    """A copy of the store whose newest version makes `tile_ids` pixel windows of one scene (same vectors): the
+    first three overlap the first by 75%, the fourth lies apart."""
+    from index.publish import VersionContent, publish
+    from index.store import open_version
+
+    shutil.copytree(root, target)
+    windows = [(0, 0, 256, 256), (64, 0, 256, 256), (0, 64, 256, 256), (1024, 1024, 256, 256)]
+    with open_version(target) as version:
+        records = version.all_images()
+        tiles = dict(zip(tile_ids, windows, strict=True))
+        records = [
+            dataclasses.replace(
+                r, path="mosaic.tif", sha256="ab" * 32, window=tiles[r.id], window_size=256, footprint=None, crs=None,
+                bbox=None,
+            )
+            if r.id in tiles else r
+            for r in records
+        ]
+        ids = np.array([r.id for r in records], dtype=np.int64)
+        captions = version.all_captions()
+        caption_ids = np.array([c.id for c in captions], dtype=np.int64)
+        raw = {k: v for k, v in version.manifest.raw.items() if k not in ("version", "created", "counts", "files")}
+        content = VersionContent(
+            records, version.image_vectors(ids), version.image_index, [(c.text, c.source) for c in captions],
+            version.caption_index,
+            {"image_ids": ids, "image_profiles": version.image_profiles(ids), "caption_ids": caption_ids,
+             "caption_profiles": version.caption_profiles(caption_ids)},
+            version.skipped(), raw,
+        )
+        publish(target, content, keep=5, pause=lambda stage: None)
+
+
+def test_overlapping_tiles_of_one_scene_do_not_crowd_the_top_k(
+    geo: httpx.Client, geo_archive, tmp_path: Path, tiny_arch_file: Path
+) -> None:
+    def top(client: httpx.Client, k: int, dedupe: bool) -> list[int]:
+        body = client.post(
+            "/v1/search/text", json={"query": QUERY, "k": k, "rerank": "none", "dedupe_overlaps": dedupe}
+        ).json()
+        return [hit["id"] for hit in body["results"]]
+
+    ranked = top(geo, 14, False)
+    assert top(geo, 14, True) == ranked  # untiled images never suppress each other
+    republish_as_tiles(geo_archive[0], tmp_path / "index", ranked[:4])
+    live = start_server(tmp_path, "tiles", {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(tmp_path / "index")})
+    try:
+        with httpx.Client(base_url=live.url, timeout=60) as tiles:
+            assert top(tiles, 10, False) == ranked[:10]
+            # ranks 2 and 3 overlap rank 1 of the same scene by 75%: gone, and k is filled from further down
+            assert top(tiles, 10, True) == [ranked[0], ranked[3], *ranked[4:12]]
+            # a tile that is not crowding (rank 4, apart) stays; with k=2 the list reaches past the first K'
+            assert top(tiles, 2, True) == [ranked[0], ranked[3]]
+            body = tiles.post("/v1/search/text", json={"query": QUERY, "k": 3, "rerank": "none"}).json()
+            assert body["results"][0]["window"] == {"x": 0, "y": 0, "width": 256, "height": 256, "size": 256}
+    finally:
+        live.stop()
+
+
+def is_text_search(response) -> bool:
+    return response.url.endswith("/v1/search/text") and response.request.method == "POST"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
+def test_map_draws_footprints_and_a_drawn_box_filters(geo_server: LiveServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
+            page.set_default_timeout(60_000)
+            page.goto(geo_server.url + "/")
+            page.wait_for_function("() => window.posaplMap && posaplMap.map && document.querySelector('#map path')")
+            page.fill("#query", QUERY)
+            page.click("button[type=submit]")
+            # every georeferenced result is drawn (k=20 holds all 18 items), with its scene overview under it
+            page.wait_for_function(f"() => document.querySelectorAll('#map path.footprint').length === {len(RASTERS)}")
+            assert page.locator("#results .result-card").count() == PLAIN + len(RASTERS)
+            page.wait_for_function(
+                f"() => [...document.querySelectorAll('#map img.leaflet-image-layer')].filter("
+                f"img => img.complete && img.naturalWidth > 0).length === {len(RASTERS)}"
+            )
+            assert page.locator("#map-count").inner_text().startswith(f"{len(RASTERS)} of {PLAIN + len(RASTERS)}")
+            page.locator("#map path.footprint").first.dispatch_event("click")
+            page.wait_for_selector("#lightbox:not([hidden]) #lightbox-image")
+            page.keyboard.press("Escape")
+
+            # draw a box around the two EPSG:4326 rasters (lon 10.00-10.03, lat 50.00-50.01)
+            page.evaluate("() => posaplMap.map.fitBounds([[49.98, 9.98], [50.03, 10.05]], {animate: false})")
+            corners = page.evaluate(
+                "() => { const m = posaplMap.map, r = m.getContainer().getBoundingClientRect();"
+                " return [[50.0125, 9.995], [49.995, 10.03]].map(c => { const p = m.latLngToContainerPoint(c);"
+                " return [r.left + p.x, r.top + p.y]; }); }"
+            )
+            page.click("#map-draw")
+            page.mouse.move(*corners[0])
+            page.mouse.down()
+            page.mouse.move(*corners[1], steps=8)
+            with page.expect_response(is_text_search) as got:
+                page.mouse.up()
+            sent = got.value.request.post_data_json["filters"]["bbox"]
+            assert sent == pytest.approx([9.995, 49.995, 10.03, 50.0125], abs=1e-3)  # within a few pixels
+            hits = got.value.json()["results"]
+            area = shapely.box(*sent)
+            assert sorted(hit["path"] for hit in hits) == ["wgs_d.tif", "wgs_e.tif"]
+            assert all(shapely.geometry.shape(hit["footprint"]).intersects(area) for hit in hits)
+            page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 2")
+            page.wait_for_function("() => document.querySelectorAll('#results .result-card').length === 2")
+
+            # the acquisition-time control narrows the same area to 2022
+            page.fill("#time-from", "2022-01-01")
+            with page.expect_response(is_text_search) as got:
+                page.click("button[type=submit]")
+            assert got.value.request.post_data_json["filters"]["time_from"] == "2022-01-01"
+            assert [hit["path"] for hit in got.value.json()["results"]] == ["wgs_e.tif"]
+            page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 1")
+            page.wait_for_function("() => [...document.images].every(img => img.complete)")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "map-page.png"), full_page=True)
+            assert (ARTIFACTS / "map-page.png").stat().st_size > 10_000
+        finally:
+            browser.close()

@@ -1,0 +1,94 @@
+"""Scenes by id: the metadata of an indexed file (a scene cut into tiles, or a small image) and an overview."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse, Response
+
+from index.store import IndexVersion, SceneRecord
+from service.errors import ServiceError, error_responses
+from service.image_ids import SceneId
+from service.imaging import render
+from service.routers.images import IMMUTABLE, store_bands
+from service.schemas import SceneInfo
+from service.state import ServiceState, get_state
+
+router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
+State = Annotated[ServiceState, Depends(get_state)]
+OVERVIEW_SIZE = 1024
+
+
+def _scene(version: IndexVersion, scene_id: int) -> SceneRecord:
+    try:
+        return version.scene(scene_id)
+    except KeyError:
+        message = f"no scene with id {scene_id} in index version {version.number}"
+        raise ServiceError(404, "unknown_scene", message) from None
+
+
+def _path(version: IndexVersion, scene_id: int) -> Path:
+    scene = _scene(version, scene_id)
+    path = Path(version.manifest.sources[scene.source]) / scene.path
+    if not path.is_file():
+        raise ServiceError(404, "image_file_missing", f"the file of scene {scene_id} is no longer in the archive")
+    return path
+
+
+@router.get("/{scene_id}", response_model=SceneInfo, responses=error_responses(404, 422, 503), summary="A scene")
+async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
+    scene = _scene(state.live.snapshot(), scene_id)
+    return SceneInfo(
+        id=scene.id,
+        path=scene.path,
+        width=scene.width,
+        height=scene.height,
+        bands=scene.bands,
+        dtype=scene.dtype,
+        preprocessing=scene.preprocessing,
+        crs=scene.crs,
+        bounds=list(scene.bbox) if scene.bbox is not None else None,
+        footprint=json.loads(scene.footprint) if scene.footprint is not None else None,
+        gsd=scene.gsd,
+        time=scene.time,
+        items=scene.items,
+        image_url=f"/v1/scenes/{scene.id}/original",
+        overview_url=f"/v1/scenes/{scene.id}/overview",
+    )
+
+
+@router.get(
+    "/{scene_id}/overview",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "PNG"},
+        **error_responses(404, 422, 503),
+    },
+    summary="The whole scene, decimated (from its overviews where it has them) to at most 1024 px a side",
+)
+async def scene_overview(scene_id: SceneId, state: State) -> Response:
+    version = state.live.snapshot()
+    rendered = await asyncio.to_thread(
+        render, _path(version, scene_id), state.settings.max_image_pixels, OVERVIEW_SIZE, None, store_bands(version)
+    )
+    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    "/{scene_id}/original",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "The file"},
+        **error_responses(404, 422, 503),
+    },
+    summary="The original scene file",
+)
+async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
+    path = _path(state.live.snapshot(), scene_id)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
