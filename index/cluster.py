@@ -1,12 +1,15 @@
 """Embed archive work items on a Ray cluster with Ray Data, into the same checkpoint log as the in-process path.
 
+A work item is a whole file or one window of a scene (index.tiles plans them on the driver), so a large scene
+is spread over the cluster tile by tile, and no task ever reads a whole scene.
+
 The driver (the `posapl index` process) keeps the scan and the publish step; only embedding moves out.
 Decoding runs as Ray Data CPU tasks through the same per-item function as the in-process DataLoader
 (index.embed.decode_item), and the encoder runs in a fixed pool of actors that each load the model from the
 store's model settings (never a pickled module), one GPU per actor when the cluster has GPUs.
 
 Results stream back to the driver, which writes them with WorkLog exactly as the in-process path does: a
-killed driver leaves only complete batch files, and the next run skips their content hashes. Ray Data's
+killed driver leaves only complete batch files, and the next run skips the items they hold. Ray Data's
 actor pools restart a dead actor and retry its tasks (max_restarts=-1, max_task_retries=-1 are its
 defaults), and decode tasks are retried too; the driver then checks that every item came back exactly once
 before anything is published.
@@ -22,15 +25,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from index.decode import ImageFacts
-from index.embed import WorkLog, decode_item, normalise
+from index.decode import ImageFacts, facts_from_dict
+from index.embed import WorkItem, WorkLog, decode_item, normalise
 from index.settings import IndexSettings, StoreConfig
 from posapl.checkpoint import load_model
 from posapl.encode import encode_images
@@ -84,17 +86,20 @@ def decode_memory(max_pixels: int) -> int:
     return 2 * 3 * max_pixels
 
 
-def decode_batch(batch: Batch, image_size: int, max_pixels: int) -> Batch:
-    """Ray Data task: work items -> fixed-size uint8 pixels (zeros for bad files), facts and failure reasons.
+def decode_batch(batch: Batch, image_size: int, max_pixels: int, min_valid: float) -> Batch:
+    """Ray Data task: work items -> fixed-size uint8 CHW pixels (zeros for bad or empty items), facts, failure
+    reasons and empty-tile flags.
 
-    Items travel pickled, so whatever index.embed.decode_item takes is what the cluster ships."""
-    rows = [decode_item(pickle.loads(item), image_size, max_pixels) for item in batch["item"]]
-    blank = torch.zeros((3, image_size, image_size), dtype=torch.uint8)
+    Items travel pickled, so whatever index.embed.decode_item takes (a whole file or one window of a scene) is
+    what the cluster ships: a scene is spread over the cluster window by window, never decoded whole."""
+    rows = [decode_item(pickle.loads(item), image_size, max_pixels, min_valid) for item in batch["item"]]
+    blank = np.zeros((3, image_size, image_size), dtype=np.uint8)
     return {
-        "key": np.array([key for key, _, _, _ in rows]),
-        "pixels": torch.stack([blank if pixels is None else pixels for _, pixels, _, _ in rows]).numpy(),
-        "facts": np.array([json.dumps(asdict(facts)) if facts else "" for _, _, facts, _ in rows]),
-        "failure": np.array([reason or "" for _, _, _, reason in rows]),
+        "key": np.array([row.key for row in rows]),
+        "pixels": np.stack([blank if row.pixels is None else row.pixels.transpose(2, 0, 1) for row in rows]),
+        "facts": np.array([json.dumps(asdict(row.facts)) if row.facts is not None else "" for row in rows]),
+        "failure": np.array([row.failure or "" for row in rows]),
+        "empty": np.array([row.empty for row in rows], dtype=bool),
     }
 
 
@@ -110,17 +115,28 @@ class Embedder:
             )
 
     def __call__(self, batch: Batch) -> Batch:
-        good = batch["failure"] == ""
+        good = _embeddable(batch)
         vectors = np.zeros((len(good), self.model.embed_dim), dtype=np.float32)
         if good.any():
             pixels = torch.from_numpy(batch["pixels"][good])  # boolean indexing copies: a writable array
             vectors[good] = encode_images(self.model, normalise(pixels, self.model.device), batch_size=len(pixels))
-        return {"key": batch["key"], "vector": vectors, "facts": batch["facts"], "failure": batch["failure"]}
+        return {
+            "key": batch["key"],
+            "vector": vectors,
+            "facts": batch["facts"],
+            "failure": batch["failure"],
+            "empty": batch["empty"],
+        }
 
 
-def _facts(text: str) -> ImageFacts:
-    values = json.loads(text)
-    return ImageFacts(**{**values, "bbox": tuple(values["bbox"]) if values["bbox"] else None})
+def _embeddable(batch: Batch) -> np.ndarray:
+    """Items that decoded and hold enough data: failed files and empty tiles are recorded, never embedded."""
+    return (batch["failure"] == "") & ~batch["empty"]
+
+
+def _facts(text: str) -> ImageFacts | None:
+    """Whole files carry their facts; a tile's are its scene's, planned on the driver, so none travel."""
+    return facts_from_dict(json.loads(text)) if text else None
 
 
 def cluster_embedder(config: StoreConfig, settings: IndexSettings) -> Callable[..., int]:
@@ -133,13 +149,14 @@ def cluster_embedder(config: StoreConfig, settings: IndexSettings) -> Callable[.
 
     def embed(
         model: POSAPL,
-        items: list[tuple[str, Path]],
+        items: list[WorkItem],
         log: WorkLog,
         batch_size: int,
         num_workers: int,
         max_pixels: int,
         after_batch: Callable[[int], None] | None = None,
         progress: bool = True,
+        min_valid: float = 0.0,
     ) -> int:
         if not items:
             return 0
@@ -155,7 +172,7 @@ def cluster_embedder(config: StoreConfig, settings: IndexSettings) -> Callable[.
                 ray.data.from_items([{"item": pickle.dumps(item)} for item in items], override_num_blocks=blocks)
                 .map_batches(
                     decode_batch,
-                    fn_kwargs={"image_size": model.image_size, "max_pixels": max_pixels},
+                    fn_kwargs={"image_size": model.image_size, "max_pixels": max_pixels, "min_valid": min_valid},
                     batch_size=batch_size,
                     num_cpus=1,
                     memory=decode_memory(max_pixels),
@@ -181,30 +198,32 @@ def cluster_embedder(config: StoreConfig, settings: IndexSettings) -> Callable[.
 
 def collect(
     batches: Iterator[Batch],
-    items: list[tuple[str, Path]],
+    items: list[WorkItem],
     log: WorkLog,
     after_batch: Callable[[int], None] | None,
     progress: bool,
 ) -> int:
     """Write streamed results as checkpoint batches; refuse to go on unless every item came back exactly once."""
-    expected = {item[0] for item in items}
+    expected = {item.key for item in items}
     seen: set[str] = set()
     embedded = 0
     start = time.perf_counter()
     bar = tqdm(total=len(items), unit="img", desc="embedding (ray)", disable=not progress, dynamic_ncols=True)
     try:
         for number, batch in enumerate(batches, start=1):
-            fresh = np.array([key not in seen for key in batch["key"]], dtype=bool)
-            good = fresh & (batch["failure"] == "")
             keys = batch["key"].tolist()
+            fresh = np.array([key not in seen for key in keys], dtype=bool)
+            good = fresh & _embeddable(batch)
             seen.update(keys)
             reasons = batch["failure"].tolist()
             failures = {key: reason for key, reason, new in zip(keys, reasons, fresh) if new and reason}
+            empty = [key for key, blank, new in zip(keys, batch["empty"].tolist(), fresh) if new and blank]
             log.append(
                 [key for key, ok in zip(keys, good) if ok],
                 batch["vector"][good],
                 [_facts(text) for text, ok in zip(batch["facts"].tolist(), good) if ok],
                 failures,
+                empty,
             )
             embedded += int(good.sum())
             bar.update(int(fresh.sum()))

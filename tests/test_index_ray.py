@@ -19,14 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from index_helpers import RSICD_TEST, rsicd_names, tiny_settings, write_bad_files
+from rasterio.transform import from_origin
 
 import index.job
 from index.cluster import ActorPool, Embedder, collect, decode_batch, plan_pool
-from index.embed import WorkLog
+from index.embed import WorkItem, WorkLog
 from index.job import PAUSE_MARKER, run_update
 from index.layout import WORK
 from index.store import IndexStore, open_version
+from index.tiles import plan_file, tile_count
 from index.vectors import stored_vectors
 from posapl.checkpoint import load_model
 
@@ -116,9 +119,9 @@ def _batches(root: Path) -> list[Path]:
 
 
 def _items_in(batch: Path) -> int:
-    """Embedded plus failed items recorded in one checkpoint batch."""
+    """Embedded, failed and empty items recorded in one checkpoint batch."""
     with np.load(batch) as data:
-        return len(data["sha256"]) + len(json.loads(str(data["failures"])))
+        return len(data["keys"]) + len(json.loads(str(data["failures"]))) + len(json.loads(str(data["empty"])))
 
 
 def test_pool_is_sized_from_cluster_resources() -> None:
@@ -139,20 +142,38 @@ def _spec(arch: Path, preset: str = "rsicd") -> dict:
     return {"checkpoint": None, "pretrained": "random", "preset": preset, "arch": str(arch)}
 
 
+def _nodata_scene(path: Path) -> None:
+    """A 3-band 8-bit UTM scene, 300 x 600 px, whose left 250 columns are nodata."""
+    data = np.random.default_rng(3).integers(1, 255, size=(3, 300, 600), dtype=np.uint8)
+    data[:, :, :250] = 0
+    profile = dict(driver="GTiff", width=600, height=300, count=3, dtype="uint8", nodata=0, crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=from_origin(500000, 4000000, 10, 10), **profile) as out:
+        out.write(data)
+
+
 def test_collect_refuses_a_lost_item_and_drops_a_repeated_one(
     tmp_path: Path, driver_model, tiny_arch_path: Path
 ) -> None:
-    """The driver's last line of defence: a batch delivered twice is logged once; a lost one stops the run."""
-    items = [(f"{n:064x}", RSICD_TEST / name) for n, name in enumerate(rsicd_names(3))]
-    decoded = decode_batch({"item": np.array([pickle.dumps(i) for i in items[:2]], dtype=object)}, 224, MAX_PIXELS)
+    """The driver's last line of defence: a batch delivered twice is logged once; a lost one stops the run.
+    Whole files keep their facts; a nodata window is logged as empty, with no vector."""
+    _nodata_scene(tmp_path / "scene.tif")
+    scene = plan_file("f" * 64, tmp_path / "scene.tif", [256], 0.25, None, 100, MAX_PIXELS)
+    blank, tile = scene.items[0], scene.items[-1]  # x=0 is nodata; the last window holds data
+    files = [WorkItem(f"{n:064x}", RSICD_TEST / name) for n, name in enumerate(rsicd_names(3))]
+    items = [*files[:2], blank, tile]
+    pickled = np.array([pickle.dumps(item) for item in items], dtype=object)
+    decoded = decode_batch({"item": pickled}, 224, MAX_PIXELS, min_valid=0.5)
+    assert decoded["empty"].tolist() == [False, False, True, False]
     embedded = Embedder(_spec(tiny_arch_path), driver_model.fingerprint(), "cpu")(decoded)
     log = WorkLog(tmp_path / "log")
-    assert collect(iter([embedded, embedded]), items[:2], log, None, progress=False) == 2
+    assert collect(iter([embedded, embedded]), items, log, None, progress=False) == 3
     state = log.load(driver_model.embed_dim)
-    assert sorted(state.vectors) == [key for key, _ in items[:2]]
-    assert sum(len(np.load(p)["sha256"]) for p in log.directory.glob("batch-*.npz")) == 2, "no duplicate rows"
-    with pytest.raises(RuntimeError, match="returned 2 of 3 items"):
-        collect(iter([embedded]), items, WorkLog(tmp_path / "lost"), None, progress=False)
+    assert sorted(state.vectors) == sorted([files[0].key, files[1].key, tile.key])
+    assert state.empty == {blank.key} and not state.failures
+    assert sorted(state.facts) == sorted([files[0].key, files[1].key]), "a tile carries no facts of its own"
+    assert sum(_items_in(p) for p in log.directory.glob("batch-*.npz")) == 4, "no duplicate rows"
+    with pytest.raises(RuntimeError, match="returned 4 of 5 items"):
+        collect(iter([embedded]), [*items, files[2]], WorkLog(tmp_path / "lost"), None, progress=False)
 
 
 def test_actor_refuses_a_model_that_differs_from_the_drivers(driver_model, tiny_arch_path: Path) -> None:
@@ -169,6 +190,30 @@ def test_cluster_build_equals_single_process_build(
     assert report.status == "published" and report.counts["new"] == 80 and report.counts["skipped"] == 5
     assert_same_store(root, single)
     assert not _batches(root), "checkpoints are cleared once the version is published"
+
+
+def test_cluster_spreads_scene_windows_and_equals_the_single_process_build(
+    cluster: str, data_dir: Path, tiny_arch_path: Path, tmp_path: Path
+) -> None:
+    """Scenes travel as windows: the cluster makes the same tiles, drops the same nodata ones, embeds alike."""
+    archive = tmp_path / "scenes"
+    archive.mkdir()
+    shutil.copy2(data_dir / "geotiff" / "RGB.byte.tif", archive / "RGB.byte.tif")  # 791 x 718, nodata corners
+    _nodata_scene(archive / "border.tif")
+    stores, reports = [], []
+    for name, extra in (("single", {}), ("ray", {"ray_address": cluster})):
+        root = tmp_path / name
+        settings = _settings(root, tiny_arch_path, [archive], tile_sizes=[256], min_valid=0.5, **extra)
+        reports.append(run_update(root, settings, settings.store_config()))
+        stores.append(_content(root))
+    (records, vectors, skipped), (want_records, want_vectors, want_skipped) = stores[1], stores[0]
+    assert records == want_records and skipped == want_skipped == []
+    assert reports[1].counts["scenes"] == 2 and all(r.window is not None for r in records)
+    windows = tile_count(791, 718, [256], 0.25) + tile_count(600, 300, [256], 0.25)
+    assert 0 < len(records) < windows, "nodata windows are dropped, the rest indexed"
+    assert sorted(vectors) == sorted(want_vectors) == [r.id for r in records]
+    for image_id, vector in want_vectors.items():
+        np.testing.assert_allclose(vectors[image_id], vector, atol=1e-5)
 
 
 def test_killed_driver_resumes_from_its_batches(
