@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> list[Result]:
     import torch
 
     from index.cluster import cluster_embedder
-    from index.embed import WorkLog, embed_files
+    from index.embed import WorkItem, WorkLog, embed_files
     from index.layout import file_sha256
     from index.settings import IndexSettings, StoreConfig
     from posapl.checkpoint import load_model
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         folder.mkdir()
         for path in files:
             shutil.copy2(path, folder / path.name)
-        items = [(file_sha256(p), p) for p in sorted(folder.iterdir())]
+        items = [WorkItem(file_sha256(p), p) for p in sorted(folder.iterdir())]
         config = StoreConfig(sources=[folder], pretrained="random", arch=arch, preset="rsitmd", max_pixels=max_pixels)
         model = load_model(None, "random", "rsitmd", arch).eval()
         threads_before = torch.get_num_threads()
