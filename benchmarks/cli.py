@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "scale": ("benchmarks.scale", "1M embedding-like vectors: exact vs the auto-chosen index, latency, recall@10"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
+    "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
     "soak": ("benchmarks.soak", "minutes of mixed load with index updates and swaps: errors, p50/p95, server RSS"),
     "runtime-agreement": ("benchmarks.runtime_agreement", "int8 vs fp32 ONNX text tower: top-10 overlap, cosine, mR"),
 }

@@ -27,10 +27,13 @@ FROM base-${RUNTIME} AS build
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, from pyproject alone, so editing the code does not reinstall torch.
+# Dependencies first, from pyproject alone, so editing the code does not reinstall torch. EXTRAS adds optional
+# dependency groups (comma-separated), e.g. EXTRAS=ray for the Ray cluster image.
+ARG EXTRAS=""
 COPY pyproject.toml ./
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
+RUN python3 -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [d for e in os.environ['EXTRAS'].split(',') if e for d in p['optional-dependencies'][e]]; \
+print('\n'.join(p['dependencies'] + extras))" > requirements.txt \
     && pip install -r requirements.txt
 COPY README.md ./
 COPY posapl ./posapl

@@ -27,6 +27,15 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--num-workers", type=int, help="decode worker processes")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    parser.add_argument(
+        "--ray",
+        dest="ray_address",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster: no ADDRESS starts a local one, 'auto' joins this machine's, or HOST:6379",
+    )
+    parser.add_argument("--ray-actors", type=int, help="embedding actors on the cluster (default from its resources)")
 
 
 def _int_list(text: str) -> list[int]:

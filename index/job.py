@@ -389,7 +389,12 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         }
         planned = [item for sha in new for item in file_plans[sha].items]
         todo = [item for item in planned if not state.done(item.key)]
-        embed_files(
+        embed = embed_files
+        if settings.ray_address is not None:
+            from index.cluster import cluster_embedder
+
+            embed = cluster_embedder(config, settings)
+        embed(
             model,
             todo,
             log,

@@ -157,6 +157,14 @@ class IndexSettings(StoreFields, BaseSettings):
         description="crash testing only: 'batch:N', 'staged', 'renamed' or 'published' makes the job stop "
         "there (it waits to be killed) so a test can SIGKILL it at an exact point",
     )
+    ray_address: str | None = Field(
+        None,
+        description="embed with Ray Data instead of in this process: 'local' starts a local cluster, 'auto' joins "
+        "the cluster this machine is a node of, HOST:6379 the cluster whose head is HOST (run on a node of it)",
+    )
+    ray_actors: int | None = Field(
+        None, ge=1, description="embedding actors on the cluster (default: one per GPU, else half the CPUs)"
+    )
 
     def store_config(self) -> StoreConfig:
         if not self.images:

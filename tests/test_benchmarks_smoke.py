@@ -28,7 +28,10 @@ def _run_smoke(name: str, tmp_path: Path, *extra: str) -> list[dict]:
     return payloads
 
 
-@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - {"peer", "quality", "text-encoding", "soak"}))
+SEPARATELY_TESTED = {"peer", "quality", "text-encoding", "ray-overhead", "soak"}
+
+
+@pytest.mark.parametrize("name", sorted(set(BENCHMARKS) - SEPARATELY_TESTED))
 def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
     _run_smoke(name, tmp_path)
 
@@ -87,3 +90,9 @@ def test_timing_and_percentile() -> None:
     assert harness.percentile([5.0], 99) == 5.0
     with pytest.raises(ValueError):
         harness.time_repeated(lambda: None, repeat=0)
+
+
+def test_ray_overhead_smoke_embeds_the_same_vectors(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    (payload,) = _run_smoke("ray-overhead", tmp_path)
+    assert payload["metrics"]["max_abs_diff"] <= 1e-5 and payload["metrics"]["overhead_ratio"] > 0

@@ -196,7 +196,7 @@ def test_compose_file_validates(tmp_path: Path, env_file: str) -> None:
     result = compose_config(tmp_path, path)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
-    assert set(resolved) == {"api", "reindex", "train"}
+    assert {n for n, s in resolved.items() if "cluster" not in s.get("profiles", [])} == {"api", "reindex", "train"}
     assert resolved["api"]["healthcheck"]["test"][-1].endswith("timeout=4)")
     assert gpu_devices(resolved["train"])[0]["capabilities"] == ["gpu"]
     assert "reservations" not in resolved["api"]["deploy"]["resources"]
