@@ -109,7 +109,12 @@ def test_upload_shows_captions_and_similar_images(page, indexed_image: tuple[int
     page.wait_for_selector("#similar .result-card")
     assert page.locator("#similar .result-card").first.get_attribute("data-id") == str(indexed_image[0])
     ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_function("() => [...document.images].every(img => img.complete)")
+    # Thumbnails load lazily, and the map pushes the upload results below the fold: bring them into view first.
+    page.locator("#similar .result-card").last.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#similar img, #upload-preview')]"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
     page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
     assert (ARTIFACTS / "web-page.png").stat().st_size > 10_000
 

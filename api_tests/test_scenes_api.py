@@ -49,7 +49,8 @@ def test_hits_carry_scene_window_footprint(scene_server: tuple[LiveServer, Path]
     live, images = scene_server
     scene_id = content_id(file_sha256(images / "scene.tif"))
     with httpx.Client(base_url=live.url, timeout=60) as client:
-        hits = client.get("/v1/search/text", params={"q": "buildings", "k": 100}).json()["results"]
+        params = {"q": "buildings", "k": 100, "dedupe_overlaps": "false"}  # every tile, overlapping ones too
+        hits = client.get("/v1/search/text", params=params).json()["results"]
         tiles = [h for h in hits if h["scene"]["id"] == scene_id]
         chip = next(h for h in hits if h["path"] == "chip.jpg")
         assert len(tiles) == 8 and len(hits) == 9

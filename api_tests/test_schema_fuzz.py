@@ -37,6 +37,10 @@ OPERATIONS = [
     "GET /readyz",
     "GET /metrics",
     "POST /v1/admin/reload",
+    "GET /v1/images/{image_id}/view",
+    "GET /v1/scenes/{scene_id}",
+    "GET /v1/scenes/{scene_id}/overview",
+    "GET /v1/scenes/{scene_id}/original",
 ]
 
 

@@ -36,7 +36,7 @@ NO_CAPTION_BANK = (
 )
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
-GET_PARAMS = ("q", "k", "rerank")
+GET_PARAMS = ("q", "k", "rerank", "bbox", "time_from", "time_to", "dedupe_overlaps", "format")
 
 IMAGE_FORM_SCHEMA = {
     "type": "object",
@@ -98,7 +98,7 @@ def require_canonical_k(request: Request) -> None:
 
 
 def reject_unknown_params(request: Request) -> None:
-    """A misspelt or unsupported parameter (e.g. a filter, which only POST takes) must not be ignored silently:
+    """A misspelt or unsupported parameter (e.g. a filter that only POST takes) must not be ignored silently:
     the client would believe its results were filtered."""
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -111,7 +111,7 @@ def reject_unknown_params(request: Request) -> None:
             422,
             "unknown_parameter",
             f"unknown query parameter(s) {names}; GET /v1/search/text takes {', '.join(GET_PARAMS)} "
-            "(send filters with POST /v1/search/text)",
+            "(send the other filters with POST /v1/search/text)",
         )
 
 
