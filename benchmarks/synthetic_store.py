@@ -33,8 +33,10 @@ def publish_synthetic_store(
     fingerprint = load_model(None, "random", "rsitmd", arch).fingerprint()
     image_ids = np.arange(1, len(image_vectors) + 1, dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
+    # Each item is its own file: distinct content hashes give distinct scene ids, so the service's suppression
+    # of overlapping tiles of one scene leaves them alone (a shared hash prefix would make them all one scene).
     records = records or [
-        ImageRecord(int(i), 0, f"synthetic/{i}.jpg", f"{i:064x}", 0, 224, 224, 0.0, 3, "uint8", "", None, None)
+        ImageRecord(int(i), 0, f"synthetic/{i}.jpg", f"{i:016x}" * 4, 0, 224, 224, 0.0, 3, "uint8", "", None, None)
         for i in image_ids
     ]
     image_index, index_info = build_index(image_vectors, image_ids, spec or IndexSpec(), queries=caption_vectors)
