@@ -253,7 +253,9 @@ def test_overlapping_tiles_of_one_scene_do_not_crowd_the_top_k(
     ranked = top(geo, 14, False)
     assert top(geo, 14, True) == ranked  # untiled images never suppress each other
     republish_as_tiles(geo_archive[0], tmp_path / "index", ranked[:4])
-    live = start_server(tmp_path, "tiles", {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(tmp_path / "index")})
+    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(tmp_path / "index"),
+           "POSAPL_DEDUPE_MAX_CANDIDATES": "12"}
+    live = start_server(tmp_path, "tiles", env)
     try:
         with httpx.Client(base_url=live.url, timeout=60) as tiles:
             assert top(tiles, 10, False) == ranked[:10]
@@ -263,6 +265,11 @@ def test_overlapping_tiles_of_one_scene_do_not_crowd_the_top_k(
             assert top(tiles, 2, True) == [ranked[0], ranked[3]]
             body = tiles.post("/v1/search/text", json={"query": QUERY, "k": 3, "rerank": "none"}).json()
             assert body["results"][0]["window"] == {"x": 0, "y": 0, "width": 256, "height": 256, "size": 256}
+            assert body["dedupe_note"] is None
+            # k=11 needs the 13 best, but suppression ranks at most 12 here: 10 come back, and the answer says why
+            body = tiles.post("/v1/search/text", json={"query": QUERY, "k": 11, "rerank": "none"}).json()
+            assert [hit["id"] for hit in body["results"]] == [ranked[0], ranked[3], *ranked[4:12]]
+            assert "kept 10 of the 12 best" in body["dedupe_note"]
     finally:
         live.stop()
 

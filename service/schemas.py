@@ -198,6 +198,10 @@ class TextSearchResponse(BaseModel):
         None, description="images that matched the filters (all of them were ranked); null without filters"
     )
     rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
+    dedupe_note: str | None = Field(
+        None, description="why fewer than k images came back although more matched: overlap suppression reached "
+        "its candidate limit (POSAPL_DEDUPE_MAX_CANDIDATES); else null"
+    )
 
 
 class CaptionHit(BaseModel):
@@ -229,6 +233,10 @@ class ImageSearchResponse(BaseModel):
         None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
     )
     rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
+    dedupe_note: str | None = Field(
+        None, description="why fewer than k images came back although more matched: overlap suppression reached "
+        "its candidate limit (POSAPL_DEDUPE_MAX_CANDIDATES); else null"
+    )
 
 
 class ImageIndexInfo(BaseModel):

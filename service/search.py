@@ -62,6 +62,7 @@ class TextOutcome:
     timings_ms: dict[str, float]
     matched: int | None = None
     rerank_note: str | None = None
+    dedupe_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ImageOutcome:
     version: int
     timings_ms: dict[str, float]
     rerank_note: str | None = None
+    dedupe_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class RankedImages:
     candidates: int  # how many were ranked before suppression
     search_ms: float
     rerank_ms: float
+    dedupe_note: str | None = None  # why fewer than k came back although more images were eligible
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,9 @@ class Searcher:
         empty_reason = "no image matched the filters" if among is not None else ""
         note = rerank_note(method, ranked.applied, ranked.candidates, empty_reason)
         matched = None if among is None else len(among)
-        return TextOutcome(caption, pos, hits, ranked.applied, version.number, timings, matched, note)
+        return TextOutcome(
+            caption, pos, hits, ranked.applied, version.number, timings, matched, note, ranked.dedupe_note
+        )
 
     async def rank_images(
         self,
@@ -251,10 +256,11 @@ class Searcher:
     ) -> RankedImages:
         """The k best images (among `among` when a filter selected them), re-ranked, with overlapping tiles of
         one scene suppressed. The first round ranks exactly K' (the re-ranking's candidate list); suppression can
-        leave fewer than k, so the list then grows (x4 each round) until k remain or every eligible image has been
-        ranked."""
+        leave fewer than k, so the list then grows (x4 each round) until k remain, every eligible image has been
+        ranked, or the list reaches the `dedupe_max_candidates` setting (then the answer says so)."""
         available = len(among) if among is not None else version.manifest.counts["images"]
         fetch = min(k_prime, max(available, 1))
+        ceiling = min(max(k_prime, self.settings.dedupe_max_candidates), available)
         search_ms = rerank_ms = 0.0
         while True:
             searched = time.perf_counter()
@@ -275,11 +281,18 @@ class Searcher:
             records = version.images(ids) if dedupe else version.images(ids[:k])
             keep = keep_distinct(records, k) if dedupe else list(range(min(k, len(ids))))
             rerank_ms += (time.perf_counter() - started) * 1000.0
-            if len(keep) >= k or fetch >= available or len(candidates.ids) < fetch:
+            if len(keep) >= k or fetch >= ceiling or len(candidates.ids) < fetch:
                 break
-            fetch = min(fetch * 4, available)
+            fetch = min(fetch * 4, ceiling)
+        note = None
+        if len(keep) < k and fetch < available and len(candidates.ids) >= fetch:
+            note = (
+                f"overlap suppression kept {len(keep)} of the {fetch} best images (the rest overlap better tiles of "
+                f"their scenes) and ranks no further; send dedupe_overlaps=false to see them"
+            )
         return RankedImages(
-            ids[keep], scores[keep], [records[i] for i in keep], applied, len(candidates.ids), search_ms, rerank_ms
+            ids[keep], scores[keep], [records[i] for i in keep], applied, len(candidates.ids), search_ms, rerank_ms,
+            note,
         )
 
     async def _image(
@@ -297,8 +310,9 @@ class Searcher:
                 captions_job, self.rank_images(version, vector, k_images, k_images, "none", None, dedupe)
             )
             images = image_hits(version, similar.ids, similar.scores, similar.records)
+            dedupe_note = similar.dedupe_note
         else:
-            found, images = await captions_job, []
+            found, images, dedupe_note = await captions_job, [], None
         search_ms = (time.perf_counter() - searched) * 1000.0
         ranked = time.perf_counter()
         caption_ids, caption_scores = found.value.ids, found.value.scores
@@ -319,7 +333,7 @@ class Searcher:
         }
         self.metrics.observe_stages("image", timings)
         note = rerank_note(method, applied, len(caption_ids), "the caption bank is empty")
-        return ImageOutcome(captions, images, applied, version.number, timings, note)
+        return ImageOutcome(captions, images, applied, version.number, timings, note, dedupe_note)
 
 
 def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:

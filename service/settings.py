@@ -47,6 +47,12 @@ class ServiceSettings(BaseSettings):
         "spinning on several threads beside torch's made batched searches 30x slower on the 2-core CPU",
     )
     rerank_candidates: int = Field(100, ge=1, le=10_000, description="FAISS candidates (K') handed to re-ranking")
+    dedupe_max_candidates: int = Field(
+        2000,
+        ge=1,
+        description="most candidates overlap suppression ranks to fill k: bounds the cost of a query whose top is "
+        "crowded by overlapping tiles of one scene (the response then says how many it kept)",
+    )
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest accepted image upload")
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded pixels above this are a decompression bomb")

@@ -79,6 +79,7 @@ async def _text_search(
         timings_ms=TextTimings(**outcome.timings_ms),
         matched=outcome.matched,
         rerank_note=outcome.rerank_note,
+        dedupe_note=outcome.dedupe_note,
     )
 
 
@@ -246,4 +247,5 @@ async def search_image(request: Request, state: State, format: Format = None) ->
         preview=preview,
         captions_note=None if outcome.captions else NO_CAPTION_BANK,
         rerank_note=outcome.rerank_note,
+        dedupe_note=outcome.dedupe_note,
     )

@@ -127,7 +127,8 @@ async function searchText(event) {
   $("search-meta").textContent =
     `${data.results.length} images · index v${data.index_version} · scores: ${scoreLabel(data.rerank).long} · ` +
     `${t.total.toFixed(1)} ms (pos ${t.pos.toFixed(1)}, encode ${t.encode.toFixed(1)}, ` +
-    `search ${t.search.toFixed(1)}, re-rank ${t.rerank.toFixed(1)})`;
+    `search ${t.search.toFixed(1)}, re-rank ${t.rerank.toFixed(1)})` +
+    [data.rerank_note, data.dedupe_note].filter(Boolean).map((note) => ` · ${note}`).join("");
 }
 
 async function searchImage(file) {
