@@ -37,9 +37,8 @@ from service.settings import ServiceSettings
 
 Target = Literal["images", "captions"]
 # Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
-# vectors for all queries). faiss-gpu 1.15's default threshold (128000 queries) never uses BLAS for
-# online batches; on the 2-core CPU with 100k x 512 vectors BLAS costs ~2.5 single scans whatever the batch
-# size up to 32 (8 queries: 79 ms instead of 291 ms under the same load), so batches of 4+ take it.
+# vectors for all queries). On the 2-core CPU with 100k x 512 vectors BLAS costs about 4 single scans whatever
+# the batch size up to 8 (single scan 7-9 ms, BLAS 29-41 ms, one thread, quiet machine), so batches of 4+ take it.
 BLAS_MIN_BATCH = 4
 
 
@@ -94,6 +93,16 @@ class Candidates:
     scores: np.ndarray
 
 
+def use_blas_from(queries: int, dim: int) -> None:
+    """Exact searches of at least `queries` vectors of `dim` go through BLAS, smaller ones scan.
+
+    The faiss-gpu 1.15 wheel compares queries x dimension, not the number of queries, with its threshold
+    (tests/test_search_paths.py shows which path answers): a threshold of 4 sent every single query through
+    BLAS, 4x slower than the scan (31 ms instead of 7.5 at 100k x 512), for all of the service's history.
+    """
+    faiss.cvar.distance_compute_blas_threshold = queries * dim
+
+
 def run_searches(jobs: list[SearchJob]) -> list[Candidates]:
     """One FAISS call per (version, target) group of unfiltered jobs: a batch of queries costs far less than one
     call each. A filtered job ranks its own id set, so it runs alone."""
@@ -129,7 +138,7 @@ class Searcher:
         self.encoder = encoder
         self.live = live
         self._active = 0  # requests between entering a pipeline and getting their answer
-        faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_BATCH
+        use_blas_from(BLAS_MIN_BATCH, encoder.model.embed_dim)
         self.metrics = metrics
         self.text_batcher: MicroBatcher[str, EncodedQuery] = MicroBatcher(
             encoder.encode_batch,

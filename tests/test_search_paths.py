@@ -1,0 +1,41 @@
+"""Which exact-search path FAISS takes for a batch: the per-query scan or BLAS.
+
+The two paths sum in different orders, so their scores differ in the last bits; a search answers bit for bit
+like one of them, which shows the path without timing anything.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from service.search import BLAS_MIN_BATCH, use_blas_from
+
+
+@pytest.fixture
+def restore_threshold():
+    saved = faiss.cvar.distance_compute_blas_threshold
+    yield
+    faiss.cvar.distance_compute_blas_threshold = saved
+
+
+def scores(index: faiss.Index, queries: np.ndarray, threshold: int) -> np.ndarray:
+    faiss.cvar.distance_compute_blas_threshold = threshold
+    return index.search(queries, 5)[0]
+
+
+@pytest.mark.parametrize("dim", [256, 512])
+def test_small_batches_scan_and_larger_ones_use_blas(dim: int, restore_threshold) -> None:
+    rng = np.random.default_rng(0)
+    index = faiss.IndexFlatIP(dim)
+    index.add(rng.standard_normal((3000, dim)).astype(np.float32))
+    queries = rng.standard_normal((BLAS_MIN_BATCH + 2, dim)).astype(np.float32)
+    scanned = scores(index, queries, 2**31 - 1)
+    blas = scores(index, queries, 0)
+    assert not np.array_equal(scanned, blas)  # otherwise this test could not tell the paths apart
+    use_blas_from(BLAS_MIN_BATCH, dim)
+    for count in range(1, BLAS_MIN_BATCH + 2):
+        found = index.search(queries[:count], 5)[0]
+        expected = scanned if count < BLAS_MIN_BATCH else blas
+        assert np.array_equal(found, expected[:count]), f"{count} queries took the other path"
