@@ -198,17 +198,17 @@ async def _window(url: str, system: str, queries: list[str], offset: int, client
 
 def _build_indexes(python: Path, work: Path, peer_folder: Path, ours_root: Path, count: int, arch: str) -> None:
     """The same synthetic vectors in both servers' formats; kept between runs (keyed by size and arch) so a
-    repeated measurement does not spend minutes rebuilding."""
+    repeated measurement does not spend minutes rebuilding. Uniform random unit vectors, as in the
+    query-latency benchmark: both servers search exactly, whose cost depends only on count and dimension."""
     import numpy as np
 
-    from benchmarks.scale import clustered_unit_vectors, unit_centres
-
-    key_file, key = work / "indexes.json", {"vectors": count, "arch": arch, "seed": 0}
+    key_file, key = work / "indexes.json", {"vectors": count, "arch": arch, "seed": 0, "data": "uniform"}
     if key_file.exists() and json.loads(key_file.read_text()) == key and peer_folder.exists() and ours_root.exists():
         return
     key_file.unlink(missing_ok=True)
     rng = np.random.default_rng(0)
-    vectors = clustered_unit_vectors(rng, count, unit_centres(rng, max(10, count // 50), 512), 0.6)
+    vectors = rng.standard_normal((count, 512), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vector_file = work / "vectors.npy"
     np.save(vector_file, vectors)
     shutil.rmtree(peer_folder, ignore_errors=True)
