@@ -29,9 +29,10 @@ import numpy as np
 
 MIN_POINTS_PER_LIST = 39  # FAISS's own lower bound for a k-means centroid to be trained meaningfully
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8")
-# Exact search over 100k x 512 vectors took 31-37 ms per query (query-latency rows of benchmarks/RESULTS.md,
-# quiet machine), so below about 50k vectors a scan stays near 15 ms and exact search, which has no recall to
-# lose, is kept. Provisional: the scale rows so far never let IVF beat exact search (random-weight queries).
+# Exact search of one query over 100k x 512 vectors takes 7.5-12 ms on one core of the 2-core CPU (query-latency
+# rows of 2026-12-04 12:46 in benchmarks/RESULTS.md, quiet machine), 79 ms over 1M (scale rows of 12:57): below
+# about 50k vectors a scan stays under ~6 ms and exact search, which has no recall to lose, is kept. Above it
+# auto tries IVF and keeps it only where tuning shows it scans a small share of the lists.
 FLAT_MAX_VECTORS = 50_000
 HNSW_EF_CONSTRUCTION = 80
 TUNE_QUERIES = 500
