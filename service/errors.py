@@ -159,3 +159,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "No index or model loaded",
     }
     return {status: {"model": ErrorBody, "description": descriptions.get(status, "Error")} for status in statuses}
+
+
+def image_responses(description: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` of an endpoint that answers with the bytes of an image (of any type), and its errors."""
+    return {
+        200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}, "description": description},
+        **error_responses(404, 422, 503),
+    }

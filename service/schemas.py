@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
-from typing import Literal
+from typing import Annotated, Literal
 
 import shapely
 from geojson_pydantic.geometries import Geometry
@@ -178,6 +178,16 @@ class SceneInfo(BaseModel):
     overview_url: str
 
 
+RerankNote = Annotated[str | None, Field(description="why the requested re-ranking was not applied; else null")]
+DedupeNote = Annotated[
+    str | None,
+    Field(
+        description="why fewer than k images came back although more matched: overlap suppression reached its "
+        "candidate limit (POSAPL_DEDUPE_MAX_CANDIDATES); else null"
+    ),
+]
+
+
 class TextTimings(BaseModel):
     pos: float
     encode: float
@@ -197,11 +207,8 @@ class TextSearchResponse(BaseModel):
     matched: int | None = Field(
         None, description="images that matched the filters (all of them were ranked); null without filters"
     )
-    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
-    dedupe_note: str | None = Field(
-        None, description="why fewer than k images came back although more matched: overlap suppression reached "
-        "its candidate limit (POSAPL_DEDUPE_MAX_CANDIDATES); else null"
-    )
+    rerank_note: RerankNote = None
+    dedupe_note: DedupeNote = None
 
 
 class CaptionHit(BaseModel):
@@ -232,11 +239,8 @@ class ImageSearchResponse(BaseModel):
     captions_note: str | None = Field(
         None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
     )
-    rerank_note: str | None = Field(None, description="why the requested re-ranking was not applied; else null")
-    dedupe_note: str | None = Field(
-        None, description="why fewer than k images came back although more matched: overlap suppression reached "
-        "its candidate limit (POSAPL_DEDUPE_MAX_CANDIDATES); else null"
-    )
+    rerank_note: RerankNote = None
+    dedupe_note: DedupeNote = None
 
 
 class ImageIndexInfo(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from index.store import ImageRecord, IndexVersion
-from service.errors import ServiceError, error_responses
+from service.errors import ServiceError, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
 from service.state import ServiceState, get_state
@@ -49,13 +49,7 @@ async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
 @router.get(
     "/{image_id}",
     response_class=FileResponse,
-    responses={
-        200: {
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "Original file",
-        },
-        **error_responses(404, 422, 503),
-    },
+    responses=image_responses("Original file"),
     summary="The original image file",
 )
 async def image_original(image_id: ImageId, state: State) -> FileResponse:
@@ -67,13 +61,7 @@ async def image_original(image_id: ImageId, state: State) -> FileResponse:
 @router.get(
     "/{image_id}/thumbnail",
     response_class=Response,
-    responses={
-        200: {
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "JPEG, or the original when it is already a small web image",
-        },
-        **error_responses(404, 422, 503),
-    },
+    responses=image_responses("JPEG, or the original when it is already a small web image"),
     summary="A thumbnail of at most 256 px a side",
 )
 async def image_thumbnail(image_id: ImageId, state: State) -> Response:
@@ -87,13 +75,7 @@ async def image_thumbnail(image_id: ImageId, state: State) -> Response:
 @router.get(
     "/{image_id}/view",
     response_class=Response,
-    responses={
-        200: {
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "The original when browsers show it as it is, else a PNG rendering",
-        },
-        **error_responses(404, 422, 503),
-    },
+    responses=image_responses("The original when browsers show it as it is, else a PNG rendering"),
     summary="The image as a browser can show it (TIFF and other originals rendered to PNG)",
 )
 async def image_view(image_id: ImageId, state: State) -> Response:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from index.store import IndexVersion, SceneRecord
-from service.errors import ServiceError, error_responses
+from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import SceneId
 from service.imaging import render, store_bands
 from service.routers.images import IMMUTABLE
@@ -65,10 +65,7 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
 @router.get(
     "/{scene_id}/overview",
     response_class=Response,
-    responses={
-        200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "PNG"},
-        **error_responses(404, 422, 503),
-    },
+    responses=image_responses("PNG"),
     summary="The whole scene, decimated (from its overviews where it has them) to at most 1024 px a side",
 )
 async def scene_overview(scene_id: SceneId, state: State) -> Response:
@@ -82,10 +79,7 @@ async def scene_overview(scene_id: SceneId, state: State) -> Response:
 @router.get(
     "/{scene_id}/original",
     response_class=FileResponse,
-    responses={
-        200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "The file"},
-        **error_responses(404, 422, 503),
-    },
+    responses=image_responses("The file"),
     summary="The original scene file",
 )
 async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
