@@ -273,3 +273,22 @@ def query_captions(split: Path, count: int) -> list[str]:
     if len(seen) < count:
         raise ValueError(f"{split} has only {len(seen)} distinct captions, {count} requested")
     return list(seen)
+
+
+def staged_images(source: Path, limit: int | None, scratch: Path) -> tuple[Path, list]:
+    """The first `limit` images under `source` (all when 0 or None), copied into `scratch/images` so a benchmark's
+    store never writes beside the shared data; returns that folder and its files as the indexer's work items."""
+    import shutil
+
+    from index.decode import IMAGE_SUFFIXES
+    from index.embed import WorkItem
+    from index.layout import file_sha256
+
+    if not source.is_dir():
+        raise FileNotFoundError(f"image folder not found: {source}")
+    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    folder = scratch / "images"
+    folder.mkdir()
+    for path in files[:limit] if limit else files:
+        shutil.copy2(path, folder / path.name)
+    return folder, [WorkItem(file_sha256(p), p) for p in sorted(folder.iterdir())]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import SHARED_DATA, Result, load_average, smoke_arch
+from benchmarks.harness import SHARED_DATA, Result, load_average, smoke_arch, staged_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,18 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> list[Result]:
     import torch
 
-    from index.embed import WorkItem, WorkLog, embed_files
+    from index.embed import WorkLog, embed_files
     from index.job import run_update
-    from index.layout import file_sha256
     from index.settings import IndexSettings
     from posapl.checkpoint import load_model
 
-    source = Path(args.images)
-    if not source.is_dir():
-        raise FileNotFoundError(f"image folder not found: {source}")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"})
     limit = 32 if args.smoke else args.limit
-    files = files[:limit] if limit else files
     arch = str(smoke_arch()) if args.smoke else args.arch
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     workers = 0 if args.smoke else args.num_workers
@@ -48,12 +41,8 @@ def run(args: argparse.Namespace) -> list[Result]:
 
     with tempfile.TemporaryDirectory(prefix="posapl-bench-index-") as scratch:
         scratch = Path(scratch)
-        folder = scratch / "images"
-        folder.mkdir()
-        for path in files:
-            shutil.copy2(path, folder / path.name)
+        folder, items = staged_images(Path(args.images), limit, scratch)
         model = load_model(None, "random", "rsitmd", arch).to(device).eval()
-        items = [WorkItem(file_sha256(p), p) for p in sorted(folder.iterdir())]
         warm = items[: args.batch_size]
         embed_files(model, warm, WorkLog(scratch / "warm"), args.batch_size, 0, 40_000_000, progress=False)
         began = time.perf_counter()

@@ -12,14 +12,13 @@ pays once, not per run; that start time is reported separately. Both logs are co
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import SHARED_DATA, Result, load_average, smoke_arch
+from benchmarks.harness import SHARED_DATA, Result, load_average, smoke_arch, staged_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,19 +40,13 @@ def run(args: argparse.Namespace) -> list[Result]:
     import torch
 
     from index.cluster import cluster_embedder
-    from index.embed import WorkItem, WorkLog, embed_files
-    from index.layout import file_sha256
+    from index.embed import WorkLog, embed_files
     from index.settings import IndexSettings, StoreConfig
     from posapl.checkpoint import load_model
 
     if ray.is_initialized():
         raise RuntimeError("this benchmark starts its own local Ray cluster; this process already joined one")
-    source = Path(args.images)
-    if not source.is_dir():
-        raise FileNotFoundError(f"image folder not found: {source}")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"})
     limit = 24 if args.smoke else args.limit
-    files = files[:limit] if limit else files
     arch = str(smoke_arch()) if args.smoke else args.arch
     batch = 8 if args.smoke else args.batch_size
     cpus = 2 if args.smoke else args.cpus
@@ -63,11 +56,7 @@ def run(args: argparse.Namespace) -> list[Result]:
 
     with tempfile.TemporaryDirectory(prefix="posapl-bench-ray-") as scratch:
         scratch = Path(scratch)
-        folder = scratch / "images"
-        folder.mkdir()
-        for path in files:
-            shutil.copy2(path, folder / path.name)
-        items = [WorkItem(file_sha256(p), p) for p in sorted(folder.iterdir())]
+        folder, items = staged_images(Path(args.images), limit, scratch)
         config = StoreConfig(sources=[folder], pretrained="random", arch=arch, preset="rsitmd", max_pixels=max_pixels)
         model = load_model(None, "random", "rsitmd", arch).eval()
         threads_before = torch.get_num_threads()
