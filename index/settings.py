@@ -28,8 +28,10 @@ class StoreFields(BaseModel):
     `StoreConfig` saves them and `IndexSettings` reads them from flags or the environment."""
 
     checkpoint: str | None = None
-    pretrained: str = DEFAULT_PRETRAINED
-    arch: str = DEFAULT_ARCH
+    pretrained: str | None = Field(
+        None, description=f"base weights; none = the checkpoint's own, or {DEFAULT_PRETRAINED} zero-shot"
+    )
+    arch: str | None = Field(None, description=f"zero-shot architecture; none = the checkpoint's, or {DEFAULT_ARCH}")
     preset: Literal["rsitmd", "rsicd"] = "rsitmd"
     index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivf-sq8"] = Field(
         "auto", description="image index; auto chooses by archive size and memory budget (index.vectors)"
@@ -174,12 +176,13 @@ class IndexSettings(StoreFields, BaseSettings):
             sources=[p.resolve() for p in self.images],
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
-            arch=_absolute_if_file(self.arch),
-            pretrained=_absolute_if_file(self.pretrained),
+            arch=_absolute_if_file(self.arch if self.checkpoint else self.arch or DEFAULT_ARCH),
+            pretrained=_absolute_if_file(self.pretrained if self.checkpoint else self.pretrained or DEFAULT_PRETRAINED),
         )
 
 
-def _absolute_if_file(value: str) -> str:
+def _absolute_if_file(value: str | None) -> str | None:
     """A model config or weights file is recorded by absolute path, so the nightly update and the server
-    find it whatever their working directory; names (an open_clip tag, `random`) stay as they are."""
-    return str(Path(value).resolve()) if Path(value).is_file() else value
+    find it whatever their working directory; names (an open_clip tag, `random`) stay as they are. A
+    checkpoint's unset base stays None: the checkpoint names it (posapl.checkpoint.load_model)."""
+    return str(Path(value).resolve()) if value and Path(value).is_file() else value

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED, ModelConfig, preset_config
 from posapl.model import POSAPL, build_from_config
-from posapl.weights import BaseModelId, create_base_from_config
+from posapl.weights import BaseModelId, arch_config, create_base_from_config
 
 FORMAT = "posapl-checkpoint/1"
 WEIGHTS_FILE = "adapters.safetensors"
@@ -93,15 +93,34 @@ def load_model(
     checkpoint: str | Path | None,
     pretrained: str | None = None,
     preset: str = "rsitmd",
-    arch: str = DEFAULT_ARCH,
+    arch: str | None = None,
 ) -> POSAPL:
-    """The serving/indexing model: a trained checkpoint, or zero-shot CLIP when there is none.
+    """The one way every command (train --resume, eval, index build/update, serve) gets its model.
 
-    An empty `checkpoint` (an unset environment variable) means zero-shot too. Zero-shot uses the causal
-    text-adapter variant: with zero adapters it is exactly base CLIP either way,
-    and it lets queries be encoded truncated.
+    With a checkpoint, its config.json names the base model, so the path alone is enough: `pretrained`, when
+    given, only says where those base weights come from (a local copy on an offline machine) and `arch`, when
+    given, must be the checkpoint's own architecture, since its adapters fit no other. Settings therefore
+    default both to None: a default tag would silently replace the checkpoint's own (e.g. `random`) base.
+
+    Without a checkpoint (or with an empty one, an unset environment variable) it is zero-shot CLIP on
+    `arch` and `pretrained`, defaulting to DEFAULT_ARCH and DEFAULT_PRETRAINED. Zero-shot uses the causal
+    text-adapter variant: with zero adapters it is exactly base CLIP either way, and it lets queries be
+    encoded truncated.
     """
     if checkpoint:
+        if arch:
+            _check_arch(checkpoint, arch)
         return load_checkpoint(checkpoint, pretrained)
-    config = replace(preset_config(preset, arch), text_adapter_causal=True)
+    config = replace(preset_config(preset, arch or DEFAULT_ARCH), text_adapter_causal=True)
     return build_from_config(config, pretrained or DEFAULT_PRETRAINED)
+
+
+def _check_arch(checkpoint: str | Path, arch: str) -> None:
+    """Compare architectures by their open_clip config, so a JSON file and its recorded copy are one arch."""
+    base = BaseModelId.from_dict(read_checkpoint_meta(checkpoint)["base"])
+    name, config = arch_config(arch)
+    if config != base.arch_config:
+        raise CheckpointError(
+            f"{checkpoint} was trained on architecture {base.arch_name!r}, not {name!r}: leave the architecture "
+            "unset to use the checkpoint's own"
+        )

@@ -25,8 +25,14 @@ class ServiceSettings(BaseSettings):
 
     index_root: Path = Field(Path("data/index"), description="index store root (holds CURRENT and versions/)")
     checkpoint: str | None = Field(None, description="POSAPL checkpoint directory; none = zero-shot base CLIP")
-    pretrained: str = Field(DEFAULT_PRETRAINED, description="open_clip tag, local weights file, or 'random' (tests)")
-    arch: str = Field(DEFAULT_ARCH, description="open_clip architecture name or JSON config (zero-shot only)")
+    pretrained: str | None = Field(
+        None,
+        description="open_clip tag, local weights file, or 'random' (tests); none = the checkpoint's own base "
+        f"weights, or {DEFAULT_PRETRAINED} zero-shot",
+    )
+    arch: str | None = Field(
+        None, description=f"open_clip architecture name or JSON config (zero-shot only; none = {DEFAULT_ARCH})"
+    )
     preset: Literal["rsitmd", "rsicd"] = "rsitmd"
     device: str = Field("auto", description="torch device for the encoders: auto (cuda when present), cpu, cuda …")
 

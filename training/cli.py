@@ -118,7 +118,7 @@ def run_eval(settings: TrainSettings) -> dict:
     asked for)."""
     import torch
 
-    from posapl.checkpoint import load_checkpoint, load_model
+    from posapl.checkpoint import load_model
     from posapl.pos import PosTagger
     from training.annotations import load_eval_split
     from training.datasets import PosCache
@@ -130,14 +130,11 @@ def run_eval(settings: TrainSettings) -> dict:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     split = load_eval_split(settings.split, settings.images, settings.split_name)
-    if settings.checkpoint is not None:
-        # The checkpoint names its base weights; only an explicitly given --pretrained overrides where they come from.
-        override = settings.pretrained if "pretrained" in settings.model_fields_set else None
-        model = load_checkpoint(settings.checkpoint, override)
-    elif settings.zero_shot:
-        model = load_model(None, settings.pretrained, settings.preset, settings.arch)
-    else:
+    if settings.checkpoint is None and not settings.zero_shot:
         raise ValueError("eval needs --checkpoint DIR or --zero-shot")
+    # Only explicitly given base settings reach the loader: a checkpoint names its own base model.
+    given = {field: getattr(settings, field) for field in ("pretrained", "arch") if field in settings.model_fields_set}
+    model = load_model(settings.checkpoint, given.get("pretrained"), settings.preset, given.get("arch"))
     model.to(resolve_device(settings.device))
     pos_cache = PosCache(settings.pos_cache, PosTagger())
     sims = similarities(model, split, pos_cache, settings.eval_batch_size, settings.num_workers, settings.progress)

@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posapl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from posapl.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_checkpoint_meta, save_checkpoint
 from posapl.config import preset_config
 from posapl.model import POSAPL, build_model, trainable_parameter_count
 from posapl.pos import PosTagger
@@ -121,7 +121,7 @@ def _build_or_resume(settings: TrainSettings, out: Path) -> tuple[POSAPL, dict[s
         changed = sorted(k for k in state["recipe"].keys() | wanted.keys() if state["recipe"].get(k) != wanted.get(k))
         raise ResumeError(f"{out} holds a run with different settings ({', '.join(changed)}); "
                           "use another --out, or --no-resume to start it over")
-    model = load_checkpoint(last, pretrained=settings.pretrained)
+    model = load_model(last, pretrained=settings.pretrained)
     if model.config != preset_config(settings.preset, settings.arch):
         raise ResumeError(f"{last} was not trained with preset {settings.preset!r} on {settings.arch}")
     return model, state
