@@ -84,7 +84,11 @@ def test_scene_metadata_and_overview(scene_server: tuple[LiveServer, Path]) -> N
         assert shapely.geometry.shape(info["footprint"]).is_valid
         overview = client.get(info["overview_url"])
         assert overview.status_code == 200 and overview.headers["content-type"] == "image/png"
-        assert Image.open(io.BytesIO(overview.content)).size == (672, 448)
+        image = Image.open(io.BytesIO(overview.content))  # warped to Web Mercator, transparent outside the scene
+        assert image.mode == "RGBA" and max(image.size) <= 1024
+        assert overview.headers["x-cache"] in ("hit", "miss")
+        lonlat = transform_bounds("EPSG:32633", "EPSG:4326", *info["bounds"], densify_pts=21)
+        assert info["overview_bounds"] == pytest.approx(lonlat, abs=1e-9)
         assert client.get(info["image_url"]).content == (images / "scene.tif").read_bytes()
         missing = client.get("/v1/scenes/12345")
         assert missing.status_code == 404 and str(images) not in missing.text

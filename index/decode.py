@@ -97,6 +97,9 @@ class DecodedImage(ImageFacts):
     image: Image.Image = field(kw_only=True)  # 8-bit RGB of the window (resized when out_size was given)
     window: PixelWindow | None = field(default=None, kw_only=True)
     valid: float = field(default=1.0, kw_only=True)  # fraction of the window's pixels that hold data
+    # Rasters only: per output pixel, 255 where it holds data and 0 where it is nodata (or masked), so a view
+    # can make those transparent; None for Pillow images, whose pixels all hold data.
+    mask: np.ndarray | None = field(default=None, kw_only=True, repr=False)
 
     def facts(self) -> ImageFacts:
         return ImageFacts(**{name: getattr(self, name) for name in ImageFacts.__dataclass_fields__})
@@ -329,7 +332,7 @@ def _read_raster(
     window: PixelWindow | None,
     out_size: tuple[int, int] | None,
     max_pixels: int,
-) -> tuple[Image.Image, float]:
+) -> tuple[Image.Image, np.ndarray]:
     x, y, width, height = window or (0, 0, dataset.width, dataset.height)
     if out_size is None:
         _check_pixels(width, height, max_pixels)
@@ -342,7 +345,6 @@ def _read_raster(
     box = Window(x, y, width, height)
     data = dataset.read(list(facts.selected), window=box, out_shape=shape, resampling=resampling, boundless=False)
     masks = dataset.read_masks(facts.selected[0], window=box, out_shape=(out_h, out_w), resampling=Resampling.nearest)
-    valid = float(np.count_nonzero(masks)) / masks.size if masks.size else 0.0
     if facts.preprocessing == "palette colours":
         table = dataset.colormap(facts.selected[0])
         lut = np.zeros((256, 3), dtype=np.uint8)
@@ -353,7 +355,7 @@ def _read_raster(
     else:
         pixels = _apply(np.moveaxis(data, 0, -1), facts.stretch)
         rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-    return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB"), valid
+    return Image.fromarray(np.ascontiguousarray(rgb), mode="RGB"), masks
 
 
 # --- Pillow ---------------------------------------------------------------------------------------------
@@ -474,10 +476,11 @@ def decode_image(
                 x, y, w, h = window
                 if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > dataset.width or y + h > dataset.height:
                     raise BadImageError(f"window {window} is outside the {dataset.width}x{dataset.height} scene")
-            image, valid = _read_raster(dataset, facts, window, out_size, max_pixels)
+            image, mask = _read_raster(dataset, facts, window, out_size, max_pixels)
         except (RasterioError, OSError) as exc:
             raise BadImageError(f"unreadable raster: {_reason(exc, source)}", "corrupt") from exc
-    return DecodedImage(**facts.__dict__, image=image, window=window, valid=valid)
+    valid = float(np.count_nonzero(mask)) / mask.size if mask.size else 0.0
+    return DecodedImage(**facts.__dict__, image=image, window=window, valid=valid, mask=mask)
 
 
 

@@ -11,6 +11,8 @@ ROOT/versions/<n>/profiles.npz     re-ranking profiles: image_ids, image_profile
 ROOT/versions/<n>/manifest.json    version, created, model, dim, counts, sha256 + size of every other file
 ROOT/work/                         resumable embedding checkpoints of an unfinished run
 ROOT/staging-*/                    a version being written; never read, removed by the next writer
+ROOT/cache/overviews/<n>/          the service's rendered scene overviews of version n (not checksummed; removed
+                                   with the version)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ LAST_RUN = "last-run.json"
 VERSIONS = "versions"
 WORK = "work"
 STAGING_PREFIX = "staging-"
+OVERVIEW_CACHE = Path("cache") / "overviews"
 
 IMAGES_INDEX = "images.faiss"
 CAPTIONS_INDEX = "captions.faiss"

@@ -36,6 +36,7 @@ from index.layout import (
     LOCK,
     MANIFEST,
     META,
+    OVERVIEW_CACHE,
     PROFILES,
     STAGING_PREFIX,
     VERSION_FILES,
@@ -278,6 +279,7 @@ def prune(root: Path, keep: int, known_intact: frozenset[int] = frozenset()) -> 
     removed = [n for n in store.versions() if n not in keep_set]
     for number in removed:
         shutil.rmtree(store.version_path(number))
+        shutil.rmtree(root / OVERVIEW_CACHE / str(number), ignore_errors=True)  # the service's renders of it
     if removed:
         fsync_dir(root / VERSIONS)
     return removed

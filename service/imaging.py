@@ -31,7 +31,9 @@ class Rendered:
     media_type: str
 
 
-def _service_error(exc: BadImageError, what: str) -> ServiceError:
+def decode_error(exc: BadImageError, what: str) -> ServiceError:
+    """The HTTP error for a file that cannot be decoded: `what` is "upload" (the client's fault, by kind) or
+    "archive" (always 422: the archive file is damaged)."""
     codes = {"empty": "empty_upload", "not_an_image": "not_an_image", "bomb": "decompression_bomb"}
     code = codes.get(exc.kind, "corrupt_image" if what == "upload" else "unreadable_image")
     prefix = "the uploaded file" if what == "upload" else "the archive image"
@@ -47,7 +49,7 @@ def decode_upload(data: bytes, max_pixels: int, bands: tuple[int, ...] | None = 
     except BadImageError as exc:
         if exc.kind == "bands" and bands is not None:
             return decode_upload(data, max_pixels)
-        raise _service_error(exc, "upload") from None
+        raise decode_error(exc, "upload") from None
 
 
 def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
@@ -57,7 +59,8 @@ def store_bands(version: IndexVersion) -> tuple[int, ...] | None:
     return tuple(bands) if bands else None
 
 
-def _fit(width: int, height: int, size: int) -> tuple[int, int]:
+def fit(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) scaled down, never up, so the longer side is at most `size`."""
     scale = min(1.0, size / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
@@ -86,9 +89,9 @@ def render(
     try:
         facts = probe(path, bands, max_pixels)
         width, height = (window[2], window[3]) if window is not None else (facts.width, facts.height)
-        decoded = decode_source(path, max_pixels, window=window, out_size=_fit(width, height, size), scene=facts)
+        decoded = decode_source(path, max_pixels, window=window, out_size=fit(width, height, size), scene=facts)
     except BadImageError as exc:
-        raise _service_error(exc, "archive") from None
+        raise decode_error(exc, "archive") from None
     out = io.BytesIO()
     if size <= THUMBNAIL_SIZE:
         decoded.image.save(out, format="JPEG", quality=85, optimize=True)

@@ -176,6 +176,11 @@ class SceneInfo(BaseModel):
     items: int = Field(..., description="index items (tiles) of this scene")
     image_url: str
     overview_url: str
+    overview_bounds: list[float] | None = Field(
+        None,
+        description="[west, south, east, north] in degrees of the overview image (Web Mercator): place it on "
+        "these bounds on a Web Mercator map; null when the scene is not georeferenced (the overview is unwarped)",
+    )
 
 
 RerankNote = Annotated[str | None, Field(description="why the requested re-ranking was not applied; else null")]

@@ -14,7 +14,7 @@ from index_helpers import RSICD_TEST, copy_images, rsicd_names, tiny_settings, w
 
 from index import profiles as index_profiles
 from index.job import run_update
-from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, content_id, file_sha256
+from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, OVERVIEW_CACHE, content_id, file_sha256
 from index.profiles import compute_profiles
 from index.publish import StoreBusyError, prune, rollback, store_lock
 from index.settings import StoreConfig
@@ -347,8 +347,12 @@ def test_retention_always_keeps_the_last_intact_version_before_current(small_sto
         _clone_version(root, 1, number)
     _clone_version(root, 1, 4, corrupt=True)
     (root / CURRENT).write_text("4\n")
+    for number in (1, 2, 3):  # the service's cached scene overviews of each version
+        (root / OVERVIEW_CACHE / str(number)).mkdir(parents=True)
+        (root / OVERVIEW_CACHE / str(number) / "7.png").write_bytes(b"png")
     assert prune(root, 1) == [1, 2]  # keep=1 counts intact v3, which is also the one before CURRENT
     assert IndexStore(root).versions() == [3, 4]
+    assert sorted(p.name for p in (root / OVERVIEW_CACHE).iterdir()) == ["3"]  # removed with their versions
     (root / CURRENT).unlink()
     _clone_version(root, 3, 5, corrupt=True)
     shutil.rmtree(root / "versions" / "3")

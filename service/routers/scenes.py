@@ -14,14 +14,14 @@ from fastapi.responses import FileResponse, Response
 from index.store import IndexVersion, SceneRecord
 from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import SceneId
-from service.imaging import render, store_bands
+from service.imaging import store_bands
+from service.overviews import OVERVIEW_SIZE, cached_overview, mercator_grid
 from service.routers.images import IMMUTABLE
 from service.schemas import SceneInfo
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
 State = Annotated[ServiceState, Depends(get_state)]
-OVERVIEW_SIZE = 1024
 
 
 def _scene(version: IndexVersion, scene_id: int) -> SceneRecord:
@@ -43,6 +43,7 @@ def _path(version: IndexVersion, scene_id: int) -> Path:
 @router.get("/{scene_id}", response_model=SceneInfo, responses=error_responses(404, 422, 503), summary="A scene")
 async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
     scene = _scene(state.live.snapshot(), scene_id)
+    grid = mercator_grid(scene)
     return SceneInfo(
         id=scene.id,
         path=scene.path,
@@ -59,6 +60,7 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
         items=scene.items,
         image_url=f"/v1/scenes/{scene.id}/original",
         overview_url=f"/v1/scenes/{scene.id}/overview",
+        overview_bounds=list(grid.lonlat_bounds()) if grid is not None else None,
     )
 
 
@@ -66,14 +68,17 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
     "/{scene_id}/overview",
     response_class=Response,
     responses=image_responses("PNG"),
-    summary="The whole scene, decimated (from its overviews where it has them) to at most 1024 px a side",
+    summary=f"The whole scene as an RGBA PNG in Web Mercator (EPSG:3857), at most {OVERVIEW_SIZE} px a side, "
+    "to place on `overview_bounds`; rendered once per index version (X-Cache: miss, then hit)",
 )
 async def scene_overview(scene_id: SceneId, state: State) -> Response:
     version = state.live.snapshot()
-    rendered = await asyncio.to_thread(
-        render, _path(version, scene_id), state.settings.max_image_pixels, OVERVIEW_SIZE, None, store_bands(version)
+    scene, path = _scene(version, scene_id), _path(version, scene_id)
+    overview = await asyncio.to_thread(
+        cached_overview, version, scene, path, state.settings.max_image_pixels, store_bands(version)
     )
-    return Response(rendered.data, media_type=rendered.media_type, headers={"Cache-Control": IMMUTABLE})
+    headers = {"Cache-Control": IMMUTABLE, "X-Cache": "miss" if overview.rendered else "hit"}
+    return Response(overview.data, media_type="image/png", headers=headers)
 
 
 @router.get(
