@@ -59,6 +59,15 @@ def test_index_build_and_serve_need_only_the_checkpoint_path(checkpoint: tuple[P
     assert build.returncode == 0, build.stderr
     with open_version(root) as version:
         assert version.manifest.fingerprint == fingerprint
+    copy_images(rsicd_names(1, start=10), images)
+    update = subprocess.run(  # the nightly update loads the model from the store's config.json: the path only
+        [sys.executable, "-m", "posapl.cli", "index", "update", "--root", str(root), "--no-progress",
+         "--num-workers", "0", "--device", "cpu"],
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )
+    assert update.returncode == 0, update.stderr
+    with open_version(root) as version:
+        assert version.number == 2 and version.manifest.fingerprint == fingerprint
 
     port = _free_port()
     log = tmp_path / "serve.log"
@@ -77,8 +86,8 @@ def test_index_build_and_serve_need_only_the_checkpoint_path(checkpoint: tuple[P
             except httpx.TransportError:
                 time.sleep(0.5)
         assert ready, log.read_text()
-        found = httpx.post(f"http://127.0.0.1:{port}/v1/search/text", json={"query": "a plane", "k": 3}, timeout=60)
-        assert found.status_code == 200 and len(found.json()["results"]) == 3
+        found = httpx.post(f"http://127.0.0.1:{port}/v1/search/text", json={"query": "a plane", "k": 4}, timeout=60)
+        assert found.status_code == 200 and len(found.json()["results"]) == 4
     finally:
         server.terminate()
         server.wait(timeout=30)
