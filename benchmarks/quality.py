@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import DEFAULT_SPLIT, Result, smoke_arch, split_path
+from posapl.config import DEFAULT_PRETRAINED
 
 RERANK_METHODS = ("none", "multivariate", "reciprocal")  # training.evaluate.RERANK_METHODS, importable without torch
 
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", type=Path, default=None, help="images folder when not beside the file")
     parser.add_argument(
         "--pretrained",
-        default="laion2b_s34b_b79k",
-        help="base weights: open_clip tag, local weights file, or 'random' (timing/plumbing only)",
+        default=None,
+        help="base weights: open_clip tag, local weights file, or 'random' (timing/plumbing only); default: "
+        "laion2b_s34b_b79k for zero-shot, a checkpoint's own base for --checkpoint",
     )
     parser.add_argument("--arch", default="ViT-B-32", help="open_clip architecture of the zero-shot model")
     parser.add_argument("--preset", default="rsitmd", choices=["rsitmd", "rsicd"], help="zero-shot preset")
@@ -55,15 +57,15 @@ def subset(split, count: int):
     )
 
 
-def _systems(args: argparse.Namespace, arch: str, pretrained: str):
+def _systems(args: argparse.Namespace, arch: str, pretrained: str | None):
     """(label, loader) pairs; models load one at a time so two ViT-B/32 copies never share the 2-core box."""
-    from posapl.checkpoint import load_checkpoint, load_model
+    from posapl.checkpoint import load_model
 
     systems = []
     if not args.no_zero_shot:
         systems.append(("zero-shot", lambda: load_model(None, pretrained, args.preset, arch)))
     if args.checkpoint is not None:
-        systems.append((f"checkpoint {args.checkpoint.name}", lambda: load_checkpoint(args.checkpoint, pretrained)))
+        systems.append((f"checkpoint {args.checkpoint.name}", lambda: load_model(args.checkpoint, pretrained)))
     if not systems:
         raise ValueError("nothing to evaluate: give --checkpoint or drop --no-zero-shot")
     return systems
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                         "captions": len(data.captions),
                         "system": label,
                         "arch": "smoke" if args.smoke else Path(arch).name,
-                        "weights": pretrained,
+                        "weights": pretrained or (DEFAULT_PRETRAINED if label == "zero-shot" else "checkpoint base"),
                         "rerank": method,
                     },
                     metrics=metrics,

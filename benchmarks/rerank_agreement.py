@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import DEFAULT_SPLIT, Result, smoke_arch, split_path
+from posapl.config import DEFAULT_PRETRAINED
 
 POINTS = (64, 128, 256, 512, 1024, 2048, 0)
 
@@ -29,7 +30,10 @@ POINTS = (64, 128, 256, 512, 1024, 2048, 0)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=str(DEFAULT_SPLIT), help="annotation file (any supported format)")
     parser.add_argument("--split-name", default="test")
-    parser.add_argument("--pretrained", default="laion2b_s34b_b79k", help="open_clip tag, weights file or 'random'")
+    parser.add_argument(
+        "--pretrained", default=None,
+        help="open_clip tag, weights file or 'random'; default: laion2b_s34b_b79k, or the checkpoint's own base",
+    )
     parser.add_argument("--arch", default="ViT-B-32", help="open_clip architecture name or JSON config")
     parser.add_argument("--checkpoint", type=Path, default=None, help="POSAPL checkpoint (default: zero-shot)")
     parser.add_argument("--points", type=int, nargs="+", default=list(POINTS), help="profile sizes; 0 = whole")
@@ -102,17 +106,13 @@ def agreement_ceiling(groups: list[np.ndarray], offline_top: np.ndarray) -> floa
     return best / len(offline_top)
 
 
-def _embed(args: argparse.Namespace, arch: str, pretrained: str, split) -> tuple[np.ndarray, np.ndarray]:
-    from posapl.checkpoint import load_checkpoint, load_model
+def _embed(args: argparse.Namespace, arch: str, pretrained: str | None, split) -> tuple[np.ndarray, np.ndarray]:
+    from posapl.checkpoint import load_model
     from posapl.pos import PosTagger
     from training.datasets import PosCache
     from training.evaluate import embed_images, embed_texts
 
-    if args.checkpoint is not None:
-        model = load_checkpoint(args.checkpoint, pretrained)
-    else:
-        model = load_model(None, pretrained, "rsitmd", arch)
-    model.eval()
+    model = load_model(args.checkpoint, pretrained, "rsitmd", None if args.checkpoint else arch).eval()
     return embed_images(model, split, args.batch_size), embed_texts(model, split, PosCache(None, PosTagger()))
 
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                     "images": len(images),
                     "captions": len(captions),
                     "arch": "smoke" if args.smoke else Path(arch).name,
-                    "weights": str(args.checkpoint) if args.checkpoint else pretrained,
+                    "weights": str(args.checkpoint) if args.checkpoint else pretrained or DEFAULT_PRETRAINED,
                     "points": n or "whole",
                     "k_prime": args.k_prime,
                 },
