@@ -37,14 +37,17 @@
     return `${Math.abs(value).toFixed(decimals)}°${hemisphere}`;
   }
 
-  // Lines every `step` degrees, chosen from the zoom so that a handful are visible, labelled at the view's
-  // top (longitudes) and left (latitudes) edges.
+  // Lines every `step` degrees: the finest round step that keeps lines at least MIN_LINE_PX apart, so that
+  // their labels (at the view's top for longitudes, left for latitudes) do not run into each other.
+  const STEPS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30];
+  const MIN_LINE_PX = 90;
+
   function drawGraticule() {
     const map = state.map;
-    const steps = [30, 30, 15, 10, 5, 2, 1, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005];
-    const step = steps[Math.min(steps.length - 1, Math.max(0, Math.round(map.getZoom())))];
-    const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
     const view = map.getBounds();
+    const perPixel = (view.getEast() - view.getWest()) / Math.max(1, map.getSize().x);
+    const step = STEPS.find((candidate) => candidate / perPixel >= MIN_LINE_PX) || STEPS[STEPS.length - 1];
+    const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
     const south = clamp(Math.floor(view.getSouth() / step) * step, -90, 90);
     const north = clamp(Math.ceil(view.getNorth() / step) * step, -90, 90);
     const west = clamp(Math.floor(view.getWest() / step) * step, -180, 180);
