@@ -3,7 +3,10 @@ link runs its search; results export as GeoJSON; the page runs under its Content
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,6 +199,19 @@ def test_security_headers_on_the_page_and_the_api(page, server: LiveServer) -> N
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["x-frame-options"] == "DENY"
     assert response.status == 422  # the headers are on error answers too
+
+
+def test_api_docs_policy_allows_exactly_their_inline_script(page, server: LiveServer) -> None:
+    """FastAPI's /docs page starts Swagger UI with one inline script: its hash, and no other, is allowed."""
+    response = page.request.get(server.url + "/docs")
+    inline = re.findall(r"<script>(.*?)</script>", response.text(), flags=re.DOTALL)
+    assert len(inline) == 1
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    script_src = next(
+        part for part in response.headers["content-security-policy"].split(";") if part.strip().startswith("script-src")
+    )
+    assert script_src.split()[1:] == ["'self'", "https://cdn.jsdelivr.net", f"'sha256-{digest}'"]
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
 
 def test_upload_shows_captions_and_similar_images(page, indexed_image: tuple[int, Path]) -> None:

@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DOCS_CDN = "https://cdn.jsdelivr.net"
+DOCS_FONTS = "https://fonts.googleapis.com"  # ReDoc's stylesheet of web fonts
 DOCS_PATHS = frozenset({"/docs", "/redoc"})
 INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
@@ -40,9 +41,10 @@ def page_policy(tiles: str | None = None) -> str:
 
 def docs_policy(inline_scripts: list[bytes]) -> str:
     """The API docs' policy: their CDN, and only the inline scripts this response holds (by SHA-256)."""
-    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline_scripts)
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline_scripts)
     return (
-        f"default-src 'self'; script-src 'self' {DOCS_CDN} {hashes}; style-src 'self' {DOCS_CDN} 'unsafe-inline'; "
+        f"default-src 'self'; script-src 'self' {DOCS_CDN}{hashes}; "
+        f"style-src 'self' {DOCS_CDN} {DOCS_FONTS} 'unsafe-inline'; "
         f"img-src 'self' data: https://fastapi.tiangolo.com {DOCS_CDN}; font-src 'self' https:; "
         "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"

@@ -10,6 +10,7 @@
   const MIN_DRAG_PX = 4; // a smaller drag is a click, not an area
   const state = {
     map: null, bbox: null, area: null, footprints: null, ranks: null, overviews: null, graticule: null,
+    drawing: false, // from "Draw area" until the click that ends the drag has passed
   };
   const round = (value) => Math.round(value * 1e6) / 1e6;
   const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
@@ -59,12 +60,12 @@
     for (let i = 0; west + i * step <= east + step / 1e6; i += 1) {
       const lon = round(west + i * step);
       state.graticule.addLayer(L.polyline([[south, lon], [north, lon]], style));
-      if (lon > left) state.graticule.addLayer(label([top, lon], degrees(lon, decimals, "E", "W"), "graticule-label lon", "graticule"));
+      if (lon > left) state.graticule.addLayer(label([top, lon], degrees(lon, decimals, "E", "W"), "graticule-label lon", "degrees"));
     }
     for (let i = 0; south + i * step <= north + step / 1e6; i += 1) {
       const lat = round(south + i * step);
       state.graticule.addLayer(L.polyline([[lat, west], [lat, east]], style));
-      if (lat < top) state.graticule.addLayer(label([lat, left], degrees(lat, decimals, "N", "S"), "graticule-label lat", "graticule"));
+      if (lat < top) state.graticule.addLayer(label([lat, left], degrees(lat, decimals, "N", "S"), "graticule-label lat", "degrees"));
     }
   }
 
@@ -104,6 +105,7 @@
     let start = null;
     let box = null;
     note("");
+    state.drawing = true;
     map.dragging.disable();
     map.getContainer().classList.add("drawing");
     button.classList.add("active");
@@ -121,6 +123,8 @@
       map.dragging.enable();
       map.getContainer().classList.remove("drawing");
       button.classList.remove("active");
+      // The browser follows this mouseup with a click on the footprint under it: not a request to open that item.
+      setTimeout(() => { state.drawing = false; }, 0);
       const dragged = start.containerPoint.subtract(e.containerPoint);
       const bbox = Math.abs(dragged.x) >= MIN_DRAG_PX && Math.abs(dragged.y) >= MIN_DRAG_PX
         ? toBbox(L.latLngBounds(start.latlng, e.latlng))
@@ -196,7 +200,7 @@
         style: { color: "#1f6f8b", weight: 2, fillOpacity: 0.08, className: "footprint" },
       });
       layer.bindTooltip(tooltip(hit, i + 1), { sticky: true });
-      layer.on("click", () => openLightbox(hit));
+      layer.on("click", () => { if (!state.drawing) openLightbox(hit); });
       state.footprints.addLayer(layer);
       const bounds = layer.getBounds();
       hitBounds.push(bounds);
@@ -256,6 +260,7 @@
     map.createPane("graticule").style.zIndex = 250;
     map.createPane("overviews").style.zIndex = 350;
     map.createPane("ranks").style.zIndex = 450;
+    map.createPane("degrees").style.zIndex = 460; // graticule labels stay readable over scene overviews
     state.graticule = L.layerGroup().addTo(map);
     state.overviews = L.layerGroup().addTo(map);
     state.footprints = L.featureGroup().addTo(map);
