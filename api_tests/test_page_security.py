@@ -176,21 +176,24 @@ def test_hostile_names_show_as_text_in_the_grid_and_lightbox(page) -> None:
 def test_hostile_footprint_tooltip_is_text(page) -> None:
     """Hovered, the footprint's tooltip shows the name as text. Only the hostile scene is on the map (acquired
     2021; the world scene 2015), so the footprint under the mouse is certainly its own."""
+    page.fill("#query", QUERY)
     page.fill("#date-from", "2020-01-01")
     page.click("button[type=submit]")
     page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 1")
     page.locator("#map").scroll_into_view_if_needed()
     page.locator("#map path.footprint").hover()
-    tooltip = page.locator("#map .leaflet-tooltip .tip-path")
+    tooltip = page.locator("#map .leaflet-tooltip")
     tooltip.wait_for()
-    assert tooltip.inner_text() == HOSTILE_TIF
-    assert page.locator("#map .leaflet-tooltip").inner_text().startswith("#1 " + HOSTILE_TIF)
+    assert page.evaluate(INJECTED) == 0, tooltip.inner_html()
+    assert tooltip.inner_text().startswith("#1 " + HOSTILE_TIF + " · score")
+    assert tooltip.locator(".tip-path").inner_text() == HOSTILE_TIF
     assert_nothing_injected(page)
     page.fill("#date-from", "")
 
 
 def test_an_area_of_interest_keeps_the_view_on_the_hits_inside_it(page) -> None:
     """The world scene intersects any area: the view fits the area's hits, not the world."""
+    page.fill("#query", QUERY)
     page.click("button[type=submit]")
     page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 2")
     assert page.evaluate("() => posaplMap.map.getZoom()") < 4  # without an area, the world scene is in view
