@@ -22,7 +22,16 @@ from geojson_pydantic import FeatureCollection
 from PIL import Image
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CORNERS_JS,
+    WATCH_CSP,
+    PageWatch,
+    drag_on_map,
+    start_drawing,
+)
 
 QUERY = "many buildings and green trees near a road"
 # name: (CRS, top-left x, top-left y, pixel size, acquisition time in the TIFF DateTime tag)
@@ -274,8 +283,10 @@ def test_overlapping_tiles_of_one_scene_do_not_crowd_the_top_k(
         live.stop()
 
 
-def is_text_search(response) -> bool:
-    return response.url.endswith("/v1/search/text") and response.request.method == "POST"
+def is_text_search(message) -> bool:
+    """A POST /v1/search/text, as a Playwright request or response."""
+    request = getattr(message, "request", message)
+    return request.url.endswith("/v1/search/text") and request.method == "POST"
 
 
 @pytest.mark.browser
@@ -286,7 +297,12 @@ def test_map_draws_footprints_and_a_drawn_box_filters(geo_server: LiveServer) ->
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
+            context = browser.new_context(viewport={"width": 1280, "height": 1100})
+            context.add_init_script(WATCH_CSP)
+            page = context.new_page()
+            watch = PageWatch(page)
+            searches: list[dict] = []  # every text search the page sends, in order
+            page.on("request", lambda r: searches.append(r.post_data_json) if is_text_search(r) else None)
             page.set_default_timeout(60_000)
             page.goto(geo_server.url + "/")
             page.wait_for_function("() => window.posaplMap && posaplMap.map && document.querySelector('#map path')")
@@ -300,40 +316,66 @@ def test_map_draws_footprints_and_a_drawn_box_filters(geo_server: LiveServer) ->
                 f"img => img.complete && img.naturalWidth > 0).length === {len(RASTERS)}"
             )
             assert page.locator("#map-count").inner_text().startswith(f"{len(RASTERS)} of {PLAIN + len(RASTERS)}")
+            # each footprint carries its result's rank, at its centre
+            ranks_of_paths = {
+                card.get_attribute("title"): card.locator(".rank").inner_text().lstrip("#")
+                for card in page.locator("#results .result-card").all()
+            }
+            labels = sorted(page.locator("#map .rank-label").all_inner_texts(), key=int)
+            assert labels == sorted((ranks_of_paths[name] for name in RASTERS), key=int)
             page.locator("#map path.footprint").first.dispatch_event("click")
             page.wait_for_selector("#lightbox:not([hidden]) #lightbox-image")
             page.keyboard.press("Escape")
+            page.wait_for_selector("#lightbox", state="hidden")
+
+            # the map's scale bar, labelled graticule and cursor position
+            page.evaluate("() => posaplMap.map.fitBounds([[49.98, 9.98], [50.03, 10.05]], {animate: false})")
+            page.locator("#map").scroll_into_view_if_needed()
+            assert page.locator("#map .leaflet-control-scale-line").inner_text().endswith(("m", "km"))
+            degrees = page.locator("#map .graticule-label").all_inner_texts()
+            assert "10.00°E" in degrees and "10.05°E" in degrees and "50.00°N" in degrees, degrees
+            at = page.evaluate(CORNERS_JS, [[50.005, 10.01]])[0]
+            page.mouse.move(*at)
+            # the shown lon/lat is the pointed place, within a pixel or two
+            page.wait_for_function(
+                "() => { const text = document.querySelector('#map-cursor').textContent;"
+                " const m = /^lon (\\S+)°, lat (\\S+)°$/.exec(text);"
+                " return m !== null && Math.abs(m[1] - 10.01) < 1e-3 && Math.abs(m[2] - 50.005) < 1e-3; }"
+            )
+
+            # a click without a drag is no area: no search, a short note instead
+            start_drawing(page)
+            page.mouse.click(*page.evaluate(CORNERS_JS, [[50.005, 10.01]])[0])
+            page.wait_for_selector("#map-note:not([hidden])")
+            assert "drag a box" in page.locator("#map-note").inner_text()
+            assert page.locator("#map.drawing").count() == 0 and page.locator("#map-clear").is_hidden()
+            searched = len(searches)
 
             # draw a box around the two EPSG:4326 rasters (lon 10.00-10.03, lat 50.00-50.01)
-            page.evaluate("() => posaplMap.map.fitBounds([[49.98, 9.98], [50.03, 10.05]], {animate: false})")
-            corners = page.evaluate(
-                "() => { const m = posaplMap.map, r = m.getContainer().getBoundingClientRect();"
-                " return [[50.0125, 9.995], [49.995, 10.03]].map(c => { const p = m.latLngToContainerPoint(c);"
-                " return [r.left + p.x, r.top + p.y]; }); }"
-            )
-            page.click("#map-draw")
-            page.mouse.move(*corners[0])
-            page.mouse.down()
-            page.mouse.move(*corners[1], steps=8)
+            drag_on_map(page, (50.0125, 9.995), (49.995, 10.03))
             with page.expect_response(is_text_search) as got:
                 page.mouse.up()
             sent = got.value.request.post_data_json["filters"]["bbox"]
             assert sent == pytest.approx([9.995, 49.995, 10.03, 50.0125], abs=1e-3)  # within a few pixels
+            assert len(searches) == searched + 1  # the click above sent nothing
             hits = got.value.json()["results"]
             area = shapely.box(*sent)
             assert sorted(hit["path"] for hit in hits) == ["wgs_d.tif", "wgs_e.tif"]
             assert all(shapely.geometry.shape(hit["footprint"]).intersects(area) for hit in hits)
             page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 2")
             page.wait_for_function("() => document.querySelectorAll('#results .result-card').length === 2")
+            assert page.locator("#map-note").is_hidden()
 
-            # the acquisition-time control narrows the same area to 2022
-            page.fill("#time-from", "2022-01-01")
+            # the acquisition-time range narrows the same area to 2022
+            assert page.locator("#time-kind").input_value() == "acquired"
+            page.fill("#date-from", "2022-01-01")
             with page.expect_response(is_text_search) as got:
                 page.click("button[type=submit]")
-            assert got.value.request.post_data_json["filters"]["time_from"] == "2022-01-01"
+            assert got.value.request.post_data_json["filters"] == {"time_from": "2022-01-01", "bbox": sent}
             assert [hit["path"] for hit in got.value.json()["results"]] == ["wgs_e.tif"]
             page.wait_for_function("() => document.querySelectorAll('#map path.footprint').length === 1")
             page.wait_for_function("() => [...document.images].every(img => img.complete)")
+            watch.assert_clean()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "map-page.png"), full_page=True)
             assert (ARTIFACTS / "map-page.png").stat().st_size > 10_000

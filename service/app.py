@@ -9,12 +9,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from posapl.checkpoint import load_model
@@ -22,13 +20,14 @@ from posapl.model import POSAPL
 from service.errors import install_error_handlers
 from service.json_body import JsonBodyLimit
 from service.metrics import ServiceMetrics
+from service.page import STATIC
+from service.page import router as page_router
 from service.routers import admin, health, images, scenes, search
+from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
-STATIC = Path(__file__).resolve().parent / "static"
 UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
-DAY = "public, max-age=86400"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -91,16 +90,10 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
         )
     for module in (search, images, scenes, health, admin):
         app.include_router(module.router)
+    app.include_router(page_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def web_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> FileResponse:
-        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": DAY})
-
+    app.state.page_tiles = settings.map_tiles
+    app.add_middleware(SecurityHeaders, tiles=settings.map_tiles)  # last added: outermost, so on every response
     return app
 
 

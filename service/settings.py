@@ -6,8 +6,10 @@ and the tests build the application from the same validated object.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +67,11 @@ class ServiceSettings(BaseSettings):
     max_query_chars: int = Field(1000, ge=1, le=100_000)
 
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins; none by default")
+    map_tiles: str | None = Field(
+        None,
+        description="basemap tile URL template for the page's map, e.g. https://tiles.example.org/{z}/{x}/{y}.png "
+        "(its origin is added to the Content-Security-Policy's img-src); none: no basemap",
+    )
     admin_token: SecretStr | None = Field(None, description="bearer token for /v1/admin; none disables admin")
     rerank_default: RerankMethod = "multivariate"
     reciprocal_k: int = Field(
@@ -94,6 +101,19 @@ class ServiceSettings(BaseSettings):
     onnx_text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch) or dynamic int8 (faster)"
     )
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        """Only an http(s) template with {z}, {x} and {y} can be a basemap; anything else would fail in the page."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or any(f"{{{k}}}" not in value for k in "zxy"):
+            raise ValueError("map_tiles must be an http(s) URL template with {z}, {x} and {y}")
+        if not re.fullmatch(r"[A-Za-z0-9.\-:]*(\{s\}[A-Za-z0-9.\-:]*)?", parts.netloc):
+            raise ValueError("map_tiles' host may hold only a {s} subdomain placeholder")
+        return value
 
     @field_validator("admin_token")
     @classmethod

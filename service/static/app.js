@@ -81,32 +81,45 @@ function renderPos(query, pos) {
   box.replaceChildren(...words.map((word, i) => el("span", { class: "pos-tag" }, word, el("small", { text: pos[i] }))));
 }
 
-// The page's date controls and the API's time filters (Unix seconds); one place to change if they are renamed.
+// One date range, and a selector naming the time it filters: an item's acquisition time (ISO dates, the API's
+// time_from/time_to) or its file's modification time (Unix seconds, min_mtime/max_mtime).
 const TIME_FILTERS = {
-  "date-from": { field: "min_mtime", at: (day) => new Date(`${day}T00:00:00`) },
-  "date-to": { field: "max_mtime", at: (day) => new Date(`${day}T23:59:59.999`) },
+  acquired: {
+    "date-from": { field: "time_from", at: (day) => day },
+    "date-to": { field: "time_to", at: (day) => day },  // a date alone includes its whole day
+  },
+  modified: {
+    "date-from": { field: "min_mtime", at: (day) => new Date(`${day}T00:00:00`).getTime() / 1000 },
+    "date-to": { field: "max_mtime", at: (day) => new Date(`${day}T23:59:59.999`).getTime() / 1000 },
+  },
 };
 
 function timeFilters() {
   const filters = {};
-  for (const [id, { field, at }] of Object.entries(TIME_FILTERS)) {
+  for (const [id, { field, at }] of Object.entries(TIME_FILTERS[$("time-kind").value])) {
     const day = $(id).value;
-    if (day) filters[field] = at(day).getTime() / 1000;
+    if (day) filters[field] = at(day);
   }
   return filters;
 }
 
+let lastSearch = null;  // the body of the search whose results are shown, for "Export GeoJSON"
+
+function searchBody() {
+  const body = { query: $("query").value, k: Number($("k").value) };
+  if ($("rerank").value) body.rerank = $("rerank").value;
+  const filters = { ...timeFilters(), ...(window.posaplMap ? window.posaplMap.filters() : {}) };
+  if (Object.keys(filters).length) body.filters = filters;
+  return body;
+}
+
 async function searchText(event) {
   event.preventDefault();
-  const query = $("query").value;
-  const body = { query, k: Number($("k").value) };
-  if ($("rerank").value) body.rerank = $("rerank").value;
-  const filters = timeFilters();
-  if (Object.keys(filters).length) body.filters = filters;
-  const mapFilters = window.posaplMap ? window.posaplMap.filters() : {};
-  if (Object.keys(mapFilters).length) body.filters = { ...(body.filters || {}), ...mapFilters };
+  const body = searchBody();
   showError($("search-error"), "");
   $("search-meta").textContent = "searching…";
+  $("export-geojson").hidden = true;
+  lastSearch = null;
   const response = await fetch("/v1/search/text", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -123,12 +136,41 @@ async function searchText(event) {
   renderPos(data.normalized_query, data.pos);
   renderGrid($("results"), data.results, data.rerank);
   if (window.posaplMap) window.posaplMap.showResults(data.results);
+  lastSearch = body;
+  $("export-geojson").hidden = data.results.length === 0;
   const t = data.timings_ms;
   $("search-meta").textContent =
     `${data.results.length} images · index v${data.index_version} · scores: ${scoreLabel(data.rerank).long} · ` +
     `${t.total.toFixed(1)} ms (pos ${t.pos.toFixed(1)}, encode ${t.encode.toFixed(1)}, ` +
     `search ${t.search.toFixed(1)}, re-rank ${t.rerank.toFixed(1)})` +
     [data.rerank_note, data.dedupe_note].filter(Boolean).map((note) => ` · ${note}`).join("");
+}
+
+// The same search again, answered as GeoJSON (RFC 7946) by the API, saved through a temporary blob link.
+async function exportGeojson() {
+  if (!lastSearch) return;
+  const response = await fetch("/v1/search/text", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/geo+json" },
+    body: JSON.stringify(lastSearch),
+  });
+  if (!response.ok) {
+    showError($("search-error"), await apiError(response));
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: "posapl-results.geojson" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+// A score bar's fill, sized through the CSSOM: the page's CSP refuses inline style attributes.
+function barFill(fraction) {
+  const fill = el("span");
+  fill.style.width = `${Math.max(0, fraction) * 100}%`;
+  return fill;
 }
 
 async function searchImage(file) {
@@ -164,7 +206,7 @@ async function searchImage(file) {
       el("li", {},
         el("span", { class: "caption-text", text: c.text }),
         el("span", { class: "caption-meta" },
-          el("span", { class: "bar" }, Object.assign(el("span"), { style: `width:${Math.max(0, c.score / best) * 100}%` })),
+          el("span", { class: "bar" }, barFill(c.score / best)),
           `${scoreLabel(data.rerank).short} ${c.score.toFixed(3)} · ${c.source}`))),
   );
   if (data.captions_note) $("captions").replaceChildren(el("li", { class: "caption-note", text: data.captions_note }));
@@ -203,6 +245,7 @@ function setupDropzone() {
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (e) => searchText(e).catch((err) => showError($("search-error"), String(err))));
   setupDropzone();
+  $("export-geojson").addEventListener("click", () => exportGeojson().catch((err) => showError($("search-error"), String(err))));
   $("lightbox").addEventListener("click", (e) => { if (e.target.tagName !== "IMG") closeLightbox(); });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeLightbox(); });
   refreshStatus();
