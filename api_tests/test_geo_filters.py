@@ -138,7 +138,11 @@ def test_bbox_with_west_greater_than_east_crosses_the_antimeridian(api: httpx.Cl
     assert search(api, bbox=[-179.6, 9.9, -179.5, 10.0]) == ["west.tif", "world.tif"]
 
 
-@pytest.mark.parametrize("bbox", [[10.0, 0.0, 10.0, 1.0], [0.0, 5.0, 1.0, 5.0]], ids=["no-width", "no-height"])
+@pytest.mark.parametrize(
+    "bbox",
+    [[10.0, 0.0, 10.0, 1.0], [180.0, 0.0, -180.0, 1.0], [0.0, 5.0, 1.0, 5.0]],
+    ids=["no-width", "no-width-across-180", "no-height"],
+)
 def test_zero_area_bbox_is_422_suggesting_a_point(api: httpx.Client, bbox: list[float]) -> None:
     response = api.post("/v1/search/text", json={"query": QUERY, "filters": {"bbox": bbox}})
     assert response.status_code == 422, response.text

@@ -567,7 +567,8 @@ class IndexVersion:
         if bbox is not None:
             west, south, east, north = bbox
             halves = [(west, 180.0), (-180.0, east)] if west > east else [(west, east)]
-            areas.append(shapely.union_all([shapely.box(w, south, e, north) for w, e in halves]))
+            boxes = [shapely.box(w, south, e, north) for w, e in halves if w < e]  # [180, s, 10, n] is one box
+            areas.append(shapely.union_all(boxes))
         if geometry is not None:
             shape = shapely.geometry.shape(geometry)
             if not shape.is_valid:

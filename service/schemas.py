@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     StrictFloat,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -21,6 +22,7 @@ from pydantic import (
 from index.layout import ID_MASK
 from service.decimal_ints import is_canonical
 from service.geo.area import MAX_PARTS, MAX_VERTICES, check_bbox, request_geometry
+from service.image_ids import ID_PATTERN
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
 LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
@@ -41,7 +43,13 @@ def _scene_id(value: object) -> int:
     return number
 
 
-SceneIdValue = Annotated[int, BeforeValidator(_scene_id)]
+SceneIdValue = Annotated[
+    int,
+    BeforeValidator(_scene_id),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0, "maximum": ID_MASK}, {"type": "string", "pattern": ID_PATTERN}]}
+    ),
+]
 
 
 class SearchFilters(BaseModel):

@@ -249,6 +249,9 @@ def test_bbox_across_the_antimeridian_is_two_boxes(places_store) -> None:
     assert names((179.95, 0.2, -179.95, 0.8)) == {"world"}
     # west < east is the ordinary box over Greenwich, the long way round
     assert names((-179.95, 0.2, 179.95, 0.8)) == {"east_edge", "west_edge", "world", "fine_a", "fine_b"}
+    # an edge at ±180° itself: one side holds nothing, the other is searched alone
+    assert names((179.0, 0.2, -180.0, 0.8)) == {"east_edge", "world"}
+    assert names((180.0, 0.2, 179.95, 0.8)) == {"east_edge", "west_edge", "world", "fine_a", "fine_b"}
     # with a geometry: the intersection of both, on each side of 180°
     near_east = {"type": "Polygon", "coordinates": [[[179.6, 0], [179.7, 0], [179.7, 2], [179.6, 2], [179.6, 0]]]}
     assert names((179.0, 0.5, -179.0, 0.6), near_east) == {"east_edge", "world"}

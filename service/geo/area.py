@@ -7,7 +7,8 @@ be valid. Repairing an invalid polygon (`shapely.make_valid`) costs time that gr
 is left is linear in the request: a validity test that stops at the first defect, and a prepared geometry
 tested against the footprints the R*Tree selects.
 
-A bbox follows RFC 7946 §5.2: west > east is the box across the antimeridian, which becomes two boxes.
+A bbox follows RFC 7946 §5.2: west > east is the box across the antimeridian (the store queries it as two
+boxes, one each side of ±180°).
 """
 
 from __future__ import annotations
@@ -36,20 +37,13 @@ def check_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float, f
         raise ValueError(f"bbox latitudes must be within [-90, 90] ({ORDER})")
     if south > north:
         raise ValueError(f"bbox south must be <= north ({ORDER}; west > east is a box across the antimeridian)")
-    if west == east or south == north:
+    width = east - west if west <= east else 360.0 + east - west  # west > east: across the antimeridian
+    if width == 0 or south == north:
         raise ValueError(
-            "bbox has zero area (west == east or south == north); for a point search send "
+            "bbox has zero area (no longitude between west and east, or south == north); for a point search send "
             '`intersects` with a GeoJSON Point, e.g. {"type": "Point", "coordinates": [lon, lat]}'
         )
     return bbox
-
-
-def bbox_area(bbox: tuple[float, float, float, float]) -> BaseGeometry:
-    """The box as a geometry: two boxes, one each side of ±180°, when it crosses the antimeridian."""
-    west, south, east, north = bbox
-    if west <= east:
-        return shapely.box(west, south, east, north)
-    return shapely.MultiPolygon([shapely.box(west, south, 180.0, north), shapely.box(-180.0, south, east, north)])
 
 
 def request_geometry(geojson: dict[str, Any]) -> BaseGeometry:
