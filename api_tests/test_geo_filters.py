@@ -133,6 +133,8 @@ def test_bbox_with_west_greater_than_east_crosses_the_antimeridian(api: httpx.Cl
     assert search(api, bbox=[179.95, 9.9, -179.95, 10.0], gsd_max=1000.0) == ["dateline.tif"]
     # the same numbers west <= east: the long way round, through Greenwich
     assert search(api, bbox=[-179.0, 5.0, 179.0, 15.0]) == ["world.tif"]
+    # [2, 0, 1, 1] was refused as "min > max": it is the box from 2°E eastwards across 180° to 1°E
+    assert search(api, bbox=[2.0, 0.0, 1.0, 1.0]) == ["world.tif"]
     # each side alone
     assert search(api, bbox=[179.4, 9.9, 179.6, 10.0]) == ["east.tif", "world.tif"]
     assert search(api, bbox=[-179.6, 9.9, -179.5, 10.0]) == ["west.tif", "world.tif"]
