@@ -197,3 +197,82 @@ def test_upload_response_has_a_small_jpeg_preview(client: httpx.Client, indexed_
     assert body["preview"].startswith(prefix)
     preview = Image.open(io.BytesIO(base64.b64decode(body["preview"][len(prefix) :])))
     assert preview.format == "JPEG" and max(preview.size) <= 256 and preview.size[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        ({"k_image": (None, "3")}, "unknown form field 'k_image'"),
+        ({"other": ("a.txt", b"x")}, "unknown form field 'other'"),
+        ({"k_images": ("k.txt", b"3")}, "'k_images' is a text field, not a file"),
+    ],
+    ids=["misspelt-field", "unknown-file", "field-as-file"],
+)
+def test_upload_form_refuses_parts_it_does_not_read(
+    client: httpx.Client, indexed_image: tuple[int, Path], files: dict, needle: str
+) -> None:
+    image = ("x.jpg", indexed_image[1].read_bytes(), "image/jpeg")
+    response = client.post("/v1/search/image", files={"file": image, **files})
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["message"]
+    if needle.startswith("unknown"):
+        assert "this form takes file, k_captions, k_images, rerank, dedupe_overlaps" in response.json()["message"]
+
+
+def test_upload_form_refuses_two_files(client: httpx.Client, indexed_image: tuple[int, Path]) -> None:
+    image = ("x.jpg", indexed_image[1].read_bytes(), "image/jpeg")
+    response = client.post("/v1/search/image", files=[("file", image), ("file", image)])
+    assert response.status_code == 422, response.text
+    assert "form field 'file' is given more than once" in response.json()["message"]
+    twice = [("file", image), ("k_images", (None, "1")), ("k_images", (None, "2"))]
+    response = client.post("/v1/search/image", files=twice)
+    assert response.status_code == 422 and "'k_images' is given more than once" in response.json()["message"]
+
+
+def _image_and_scene_urls(image_id: int) -> list[str]:
+    """Every GET route of the image and scene routers; a whole small image is its own scene (same id)."""
+    return [
+        f"/v1/images/{image_id}", f"/v1/images/{image_id}/thumbnail", f"/v1/images/{image_id}/view",
+        f"/v1/scenes/{image_id}", f"/v1/scenes/{image_id}/overview", f"/v1/scenes/{image_id}/original",
+    ]
+
+
+@pytest.mark.parametrize("extra", ["size=64", "format=png", "q=river"])
+def test_image_and_scene_routes_refuse_unknown_parameters(
+    client: httpx.Client, indexed_image: tuple[int, Path], extra: str
+) -> None:
+    for url in _image_and_scene_urls(indexed_image[0]):
+        assert client.get(url).status_code == 200, url
+        response = client.get(f"{url}?{extra}")
+        assert response.status_code == 422, (url, response.text)
+        assert repr(extra.split("=")[0]) in response.json()["message"] and "takes no query parameters" in response.text
+
+
+def test_post_search_routes_take_only_format(client: httpx.Client, indexed_image: tuple[int, Path]) -> None:
+    response = client.post("/v1/search/text?k=3", json={"query": "river"})
+    assert response.status_code == 422 and "'k'" in response.json()["message"], response.text
+    image = ("x.jpg", indexed_image[1].read_bytes(), "image/jpeg")
+    response = client.post("/v1/search/image?k_images=3", files={"file": image})
+    assert response.status_code == 422 and "'k_images'" in response.json()["message"], response.text
+    assert client.post("/v1/search/text?format=json", json={"query": "river"}).status_code == 200
+
+
+def test_head_answers_every_get_route_with_the_get_headers(
+    client: httpx.Client, indexed_image: tuple[int, Path]
+) -> None:
+    for url in [*_image_and_scene_urls(indexed_image[0]), "/healthz", "/readyz", "/v1/index", "/", "/favicon.ico",
+                "/openapi.json"]:
+        got, head = client.get(url), client.head(url)
+        assert (head.status_code, got.status_code) == (200, 200), url
+        assert head.content == b"", url
+        for name in ("content-type", "content-length", "cache-control"):
+            assert head.headers.get(name) == got.headers.get(name), (url, name)
+    # a search answers too (its length varies with the timings, so only status and type are compared)
+    head = client.head("/v1/search/text?q=river&k=2")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "application/json"
+    # refusals keep their status; a route without GET still says which methods it has
+    assert client.head("/v1/search/text?q=river&nope=1").status_code == 422
+    assert client.head("/v1/images/+1").status_code == 422
+    refused = client.head("/v1/search/image")
+    assert refused.status_code == 405 and "POST" in refused.headers["allow"]

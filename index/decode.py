@@ -361,13 +361,21 @@ def _read_raster(
 # --- Pillow ---------------------------------------------------------------------------------------------
 
 
-def _open_pil(source: Source) -> Image.Image:
+def _pillow_bomb(exc: Image.DecompressionBombError, max_pixels: int | None) -> BadImageError:
+    """Pillow refuses twice its own MAX_IMAGE_PIXELS before our check can run: quote the configured limit, which
+    is the one the operator set and can change (Pillow's number is neither)."""
+    if max_pixels is None:
+        return BadImageError(f"decompression bomb: {exc}", "bomb")
+    return BadImageError(f"decompression bomb: the image has more pixels than the limit of {max_pixels}", "bomb")
+
+
+def _open_pil(source: Source, max_pixels: int | None = None) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except UnidentifiedImageError as exc:
         raise BadImageError("not an image (unrecognised format)", "not_an_image") from exc
     except Image.DecompressionBombError as exc:
-        raise BadImageError(f"decompression bomb: {exc}", "bomb") from exc
+        raise _pillow_bomb(exc, max_pixels) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(f"undecodable image: {_clean(str(exc), source)}", "corrupt") from exc
     return image
@@ -389,7 +397,7 @@ def _decode_pil(
         with warnings.catch_warnings():
             # The pixel limit is ours (checked before load); Pillow's own warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open_pil(source) as image:
+            with _open_pil(source, max_pixels) as image:
                 width, height = image.size
                 _check_pixels(width, height, max_pixels)
                 image.seek(0)
@@ -408,7 +416,7 @@ def _decode_pil(
     except BadImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise BadImageError(f"decompression bomb: {exc}", "bomb") from exc
+        raise _pillow_bomb(exc, max_pixels) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImageError(f"undecodable image: {_clean(str(exc), source)}", "corrupt") from exc
     if window is not None:

@@ -23,7 +23,10 @@ Contract (names are stable; see index.layout for the files):
         .image_ids_in_time(min_mtime, max_mtime, among=None) -> int64 ids whose mtime is within the bounds
                                                (None = open), optionally only among given ids
         .image_ids_acquired(start, end) -> int64 ids whose acquisition time (ISO-8601) is within the bounds
-        .ids_in_area(bbox, geometry) -> int64 ids whose WGS84 footprint intersects a lon/lat box and/or geometry
+        .ids_in_area(bbox, geometry) -> int64 ids whose WGS84 footprint intersects a lon/lat box (west > east:
+                                               across the antimeridian) and/or a valid geometry
+        .image_ids_by_gsd(low, high) -> int64 ids whose ground sample distance is within the bounds
+        .image_ids_of_scenes(scene_ids) -> int64 ids of every item of those scenes
         .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
@@ -436,7 +439,28 @@ class IndexVersion:
             values.append(end.isoformat())
         return self._ids_where(" AND ".join(["time IS NOT NULL", *clauses]), values)
 
-    def _ids_where(self, where: str, values: list[float | str]) -> np.ndarray:
+    def image_ids_by_gsd(self, low: float | None, high: float | None) -> np.ndarray:
+        """Items whose ground sample distance (m/px) is within [low, high] (None = open); items without one (no
+        georeferencing) never match."""
+        clauses, values = ["gsd IS NOT NULL"], []
+        if low is not None:
+            clauses.append("gsd >= ?")
+            values.append(low)
+        if high is not None:
+            clauses.append("gsd <= ?")
+            values.append(high)
+        return self._ids_where(" AND ".join(clauses), values)
+
+    def image_ids_of_scenes(self, scene_ids: list[int] | np.ndarray) -> np.ndarray:
+        """Every item of the given scenes (through the index on scene_id)."""
+        wanted = [int(i) for i in scene_ids]
+        parts = [
+            self._ids_where(f"scene_id IN ({','.join('?' * len(chunk))})", chunk)
+            for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _ids_where(self, where: str, values: list[Any]) -> np.ndarray:
         with self._lock:
             cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)
@@ -533,30 +557,44 @@ class IndexVersion:
     def ids_in_area(
         self, bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None
     ) -> np.ndarray:
-        """Ids of the items whose footprint intersects `bbox` (min_lon, min_lat, max_lon, max_lat) and/or the
-        GeoJSON `geometry` (both in EPSG:4326): the R*Tree narrows to bounding-box overlaps, shapely decides."""
+        """Ids of the items whose footprint intersects `bbox` (west, south, east, north) and/or the GeoJSON
+        `geometry` (both in EPSG:4326; both together: their intersection). A bbox with west > east crosses the
+        antimeridian (RFC 7946 §5.2). The geometry must be valid: repairing one costs unbounded time, so the
+        caller refuses invalid input instead (ValueError here). The R*Tree narrows to bounding-box overlaps, one
+        query per part of the area (the two halves of an antimeridian box, the parts of a MultiPolygon), and a
+        prepared geometry decides among those candidates only."""
         areas = []
         if bbox is not None:
-            areas.append(shapely.box(*bbox))
+            west, south, east, north = bbox
+            halves = [(west, 180.0), (-180.0, east)] if west > east else [(west, east)]
+            boxes = [shapely.box(w, south, e, north) for w, e in halves if w < e]  # [180, s, 10, n] is one box
+            areas.append(shapely.union_all(boxes))
         if geometry is not None:
-            areas.append(shapely.make_valid(shapely.geometry.shape(geometry)))
+            shape = shapely.geometry.shape(geometry)
+            if not shape.is_valid:
+                raise ValueError(f"invalid geometry: {shapely.is_valid_reason(shape)}")
+            areas.append(shape)
         if not areas:
             raise ValueError("ids_in_area needs a bbox or a geometry")
         area = areas[0] if len(areas) == 1 else shapely.intersection(areas[0], areas[1])
         if area.is_empty:
             return np.zeros(0, dtype=np.int64)
-        min_lon, min_lat, max_lon, max_lat = area.bounds
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT i.id, i.footprint FROM footprints f JOIN images i ON i.id = f.id "
-                "WHERE f.max_lon >= ? AND f.min_lon <= ? AND f.max_lat >= ? AND f.min_lat <= ?",
-                (min_lon, max_lon, min_lat, max_lat),
-            ).fetchall()
-        if not rows:
+        candidates: dict[int, str] = {}
+        for part in shapely.get_parts(area):
+            min_lon, min_lat, max_lon, max_lat = part.bounds
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT i.id, i.footprint FROM footprints f JOIN images i ON i.id = f.id "
+                    "WHERE f.max_lon >= ? AND f.min_lon <= ? AND f.max_lat >= ? AND f.min_lat <= ?",
+                    (min_lon, max_lon, min_lat, max_lat),
+                ).fetchall()
+            candidates.update(rows)
+        if not candidates:
             return np.zeros(0, dtype=np.int64)
-        shapes = shapely.from_geojson([footprint for _, footprint in rows])
-        hit = shapely.intersects(shapes, area)
-        return np.array([row[0] for row, keep in zip(rows, hit) if keep], dtype=np.int64)
+        ids = np.fromiter(candidates.keys(), dtype=np.int64, count=len(candidates))
+        shapely.prepare(area)  # used when it is the first argument: 5x faster for a 2,000-vertex area
+        hit = shapely.intersects(area, shapely.from_geojson(list(candidates.values())))
+        return ids[hit]
 
     def close(self) -> None:
         self._db.close()

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
 from service.errors import install_error_handlers
+from service.head import HeadAsGet
 from service.json_body import JsonBodyLimit
 from service.metrics import ServiceMetrics
 from service.page import STATIC
@@ -88,6 +89,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
+    app.add_middleware(HeadAsGet)  # outermost: everything inside sees the GET it stands for
     for module in (search, images, scenes, health, admin):
         app.include_router(module.router)
     app.include_router(page_router)

@@ -6,12 +6,50 @@ import math
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
-import shapely
 from geojson_pydantic.geometries import Geometry
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from index.layout import ID_MASK
+from service.decimal_ints import is_canonical
+from service.geo.area import MAX_PARTS, MAX_VERTICES, check_bbox, request_geometry
+from service.image_ids import ID_PATTERN
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
 LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
+MAX_SCENE_IDS = 1000  # scene ids one filter may list
+
+
+def _scene_id(value: object) -> int:
+    """A scene id as an integer: a JSON integer, or its canonical decimal string (JavaScript loses digits of
+    63-bit integers, and hit.scene.url carries the id as text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and is_canonical(value):
+        number = int(value)
+    else:
+        raise ValueError(f"scene ids are integers or decimal strings without sign or leading zeros, got {value!r:.40}")
+    if not 0 <= number <= ID_MASK:
+        raise ValueError(f"scene ids are between 0 and {ID_MASK}, got {number}")
+    return number
+
+
+SceneIdValue = Annotated[
+    int,
+    BeforeValidator(_scene_id),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0, "maximum": ID_MASK}, {"type": "string", "pattern": ID_PATTERN}]}
+    ),
+]
 
 
 class SearchFilters(BaseModel):
@@ -21,11 +59,14 @@ class SearchFilters(BaseModel):
 
     bbox: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] | None = Field(
         None,
-        description="min_lon, min_lat, max_lon, max_lat in EPSG:4326; keeps items whose footprint intersects it "
-        "(items without georeferencing never match)",
+        description="west, south, east, north (min_lon, min_lat, max_lon, max_lat) in EPSG:4326; keeps items whose "
+        "footprint intersects it (items without georeferencing never match); west > east is a box across the "
+        "antimeridian (RFC 7946 §5.2); a box of zero width or height is refused (use `intersects` with a Point)",
     )
     intersects: Geometry | None = Field(
-        None, description="GeoJSON geometry in EPSG:4326; keeps items whose footprint intersects it"
+        None,
+        description=f"GeoJSON geometry in EPSG:4326; keeps items whose footprint intersects it. It must be valid "
+        f"(OGC rules: no self-intersection) and hold at most {MAX_VERTICES} coordinates and {MAX_PARTS} parts",
     )
     time_from: datetime | None = Field(
         None, description="keep items acquired at or after this time (ISO-8601 date or date-time; UTC if no zone)"
@@ -35,38 +76,37 @@ class SearchFilters(BaseModel):
     )
     min_mtime: float | None = Field(None, strict=True, description="keep images modified at or after this Unix time")
     max_mtime: float | None = Field(None, strict=True, description="keep images modified at or before this Unix time")
+    gsd_min: float | None = Field(
+        None, strict=True, ge=0, description="keep items with a ground sample distance of at least this (m/px)"
+    )
+    gsd_max: float | None = Field(
+        None,
+        strict=True,
+        ge=0,
+        description="keep items with a ground sample distance of at most this (m/px), e.g. to leave out a coarse "
+        "scene that covers everything; items without georeferencing have none and never match a GSD filter",
+    )
+    scenes: list[SceneIdValue] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SCENE_IDS,
+        description="keep only items of these scenes (hit.scene.id: integers, or decimal strings for clients "
+        "whose numbers lose digits)",
+    )
+    exclude_scenes: list[SceneIdValue] | None = Field(
+        None, min_length=1, max_length=MAX_SCENE_IDS, description="leave out every item of these scenes"
+    )
 
     @field_validator("bbox")
     @classmethod
     def _bbox_is_a_box(cls, value: tuple[float, float, float, float] | None) -> tuple[float, ...] | None:
-        if value is None:
-            return value
-        if not all(math.isfinite(v) for v in value):
-            raise ValueError("bbox values must be finite numbers")
-        if not all(-180 <= value[i] <= 180 for i in (0, 2)):
-            raise ValueError("bbox longitudes must be within [-180, 180] (order: min_lon, min_lat, max_lon, max_lat)")
-        if not all(-90 <= value[i] <= 90 for i in (1, 3)):
-            raise ValueError("bbox latitudes must be within [-90, 90] (order: min_lon, min_lat, max_lon, max_lat)")
-        if value[0] > value[2] or value[1] > value[3]:
-            raise ValueError("bbox must be [min_lon, min_lat, max_lon, max_lat] with min <= max")
-        return value
+        return value if value is None else check_bbox(value)
 
     @field_validator("intersects")
     @classmethod
-    def _geometry_on_earth(cls, value: Geometry | None) -> Geometry | None:
-        if value is None:
-            return value
-        try:
-            shape = shapely.geometry.shape(value.model_dump(exclude_none=True))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"intersects is not a usable geometry: {exc}") from None
-        if shape.is_empty:
-            raise ValueError("intersects is an empty geometry")
-        min_lon, min_lat, max_lon, max_lat = shape.bounds
-        if not all(math.isfinite(v) for v in shape.bounds):
-            raise ValueError("intersects coordinates must be finite numbers")
-        if min_lon < -180 or max_lon > 180 or min_lat < -90 or max_lat > 90:
-            raise ValueError("intersects coordinates must be lon in [-180, 180], lat in [-90, 90] (EPSG:4326)")
+    def _geometry_is_usable(cls, value: Geometry | None) -> Geometry | None:
+        if value is not None:
+            request_geometry(value.model_dump(exclude_none=True))
         return value
 
     @field_validator("time_from", "time_to", mode="before")
@@ -93,11 +133,11 @@ class SearchFilters(BaseModel):
             return value
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
-    @field_validator("min_mtime", "max_mtime")
+    @field_validator("min_mtime", "max_mtime", "gsd_min", "gsd_max")
     @classmethod
-    def _finite(cls, value: float | None) -> float | None:
+    def _finite(cls, value: float | None, info: ValidationInfo) -> float | None:
         if value is not None and not math.isfinite(value):
-            raise ValueError("mtime bounds must be finite numbers")
+            raise ValueError(f"{info.field_name} must be a finite number")
         return value
 
     @model_validator(mode="after")
@@ -106,6 +146,8 @@ class SearchFilters(BaseModel):
             raise ValueError("min_mtime is after max_mtime")
         if self.time_from is not None and self.time_to is not None and self.time_from > self.time_to:
             raise ValueError("time_from is after time_to")
+        if self.gsd_min is not None and self.gsd_max is not None and self.gsd_min > self.gsd_max:
+            raise ValueError("gsd_min is greater than gsd_max")
         return self
 
     @property

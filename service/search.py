@@ -11,7 +11,6 @@ in no stage. Filter selection counts as search time.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from posapl.text import normalize_caption
 from service.batching import MicroBatcher
 from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
+from service.filters import matching_ids
+from service.geo.winding import rfc7946_geometry
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.overlaps import keep_distinct
@@ -345,22 +346,6 @@ class Searcher:
         return ImageOutcome(captions, images, applied, version.number, timings, note, dedupe_note)
 
 
-def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
-    """Every image id the filters select, from the metadata alone (never from ranked candidates), so that
-    ranking afterwards sees all of them. The area comes first (R*Tree), the file-time range is then looked up
-    among the area's ids, and the acquisition-time range is intersected with what remains."""
-    ids = None
-    if filters.area:
-        geometry = filters.intersects.model_dump(exclude_none=True) if filters.intersects is not None else None
-        ids = version.ids_in_area(filters.bbox, geometry)
-    if filters.min_mtime is not None or filters.max_mtime is not None:
-        ids = version.image_ids_in_time(filters.min_mtime, filters.max_mtime, among=ids)
-    if filters.time_from is not None or filters.time_to is not None:
-        acquired = version.image_ids_acquired(filters.time_from, filters.time_to)
-        ids = acquired if ids is None else np.intersect1d(ids, acquired, assume_unique=True)
-    return ids if ids is not None else version.image_ids()
-
-
 def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:
     """Why a requested re-ranking was not applied (None when it was, or none was asked for)."""
     if method == "none" or applied != "none":
@@ -401,7 +386,7 @@ def image_hits(
                 view_url=f"/v1/images/{int(image_id)}/view",
                 scene=SceneRef(id=record.scene_id, path=record.path, url=f"/v1/scenes/{record.scene_id}"),
                 window=_window(record),
-                footprint=json.loads(record.footprint) if record.footprint is not None else None,
+                footprint=rfc7946_geometry(record.footprint),
                 gsd=record.gsd,
                 time=record.time,
             )

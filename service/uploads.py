@@ -8,7 +8,7 @@ parser and kept in memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
@@ -59,8 +59,10 @@ def check_declared_length(content_length: str | None, limit: int) -> None:
 class _Collector:
     """python-multipart callbacks that assemble parts and enforce the limits."""
 
-    def __init__(self, file_limit: int) -> None:
+    def __init__(self, file_limit: int, fields: Collection[str], files: Collection[str]) -> None:
         self.file_limit = file_limit
+        self.fields = fields
+        self.files = files
         self.parts: list[Part] = []
         self._header_name = bytearray()
         self._header_value = bytearray()
@@ -88,6 +90,7 @@ class _Collector:
         if disposition != b"form-data" or name is None:
             raise ServiceError(422, "invalid_form", "a form part lacks 'Content-Disposition: form-data; name=...'")
         filename = options.get(b"filename")
+        self._check_name(name.decode("utf-8", errors="replace"), filename is not None)
         content_type = self._headers.get("content-type")
         self.parts.append(
             Part(
@@ -96,6 +99,20 @@ class _Collector:
                 content_type=content_type.decode("latin-1") if content_type else None,
             )
         )
+
+    def _check_name(self, name: str, is_file: bool) -> None:
+        """A part the endpoint does not read, or a second part of one name, is refused by name as soon as its
+        headers arrive: silently ignoring it would let a client believe a misspelt option was applied, and of
+        two files only one would be searched."""
+        if name not in self.fields and name not in self.files:
+            known = ", ".join([*self.files, *self.fields])
+            raise ServiceError(422, "unknown_field", f"unknown form field {name[:40]!r}; this form takes {known}")
+        if any(part.name == name for part in self.parts):
+            raise ServiceError(422, "repeated_field", f"form field {name[:40]!r} is given more than once")
+        if is_file and name not in self.files:
+            raise ServiceError(422, "invalid_form", f"form field {name!r} is a text field, not a file")
+        if not is_file and name not in self.fields:
+            raise ServiceError(422, "invalid_form", f"form field {name!r} must be a file part (with a filename)")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.parts[-1]
@@ -107,12 +124,19 @@ class _Collector:
             raise ServiceError(422, "invalid_form", f"form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
 
 
-async def read_form(content_type: str | None, body: AsyncIterator[bytes], file_limit: int) -> Form:
-    """Parse a multipart body from the request stream, stopping as soon as any limit is crossed."""
+async def read_form(
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    file_limit: int,
+    fields: Collection[str],
+    files: Collection[str],
+) -> Form:
+    """Parse a multipart body from the request stream, stopping as soon as any limit is crossed; `fields` and
+    `files` name the text fields and file parts the endpoint reads, each at most once."""
     kind, options = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise ServiceError(415, "unsupported_media_type", "send the image as multipart/form-data (field 'file')")
-    collector = _Collector(file_limit)
+    collector = _Collector(file_limit, fields, files)
     callbacks = {
         "on_part_begin": collector.on_part_begin,
         "on_header_field": collector.on_header_field,

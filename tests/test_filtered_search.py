@@ -187,3 +187,103 @@ def test_unfiltered_jobs_share_one_faiss_call_and_filtered_ones_run_alone() -> N
     results = run_searches(jobs)
     assert sorted(calls) == [("batch", 2), ("subset", 1), ("subset", 2)]
     assert [r.ids.tolist() for r in results] == [[0, 1, 2, 3, 4], [7, 9], [0, 1, 2], [11]]
+
+
+# name: (footprint, gsd in m/px, file the item is a window of): near both sides of ±180°, split at it, a coarse
+# scene covering the whole world, two tiles of one fine scene, and a plain image without georeferencing
+PLACES = {
+    "east_edge": (shapely.box(179.5, 0.0, 179.9, 1.0), 10.0, "east.tif"),
+    "west_edge": (shapely.box(-179.9, 0.0, -179.5, 1.0), 10.0, "west.tif"),
+    "split": (shapely.MultiPolygon([shapely.box(179.8, 5.0, 180.0, 6.0), shapely.box(-180.0, 5.0, -179.8, 6.0)]),
+              30.0, "split.tif"),
+    "world": (shapely.box(-180.0, -90.0, 180.0, 90.0), 600_000.0, "world.tif"),
+    "fine_a": (shapely.box(0.0, 0.0, 0.5, 1.0), 0.5, "fine.tif"),
+    "fine_b": (shapely.box(0.5, 0.0, 1.0, 1.0), 0.5, "fine.tif"),
+    "plain": (None, None, "plain.jpg"),
+}
+
+
+@pytest.fixture(scope="module")
+def places_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int], dict[str, int]]:
+    """(root, item id by name, scene id by file) of a small exact store holding PLACES."""
+    from index.layout import content_id
+
+    root = tmp_path_factory.mktemp("places")
+    names = list(PLACES)
+    ids = np.arange(1, len(names) + 1, dtype=np.int64)
+    files = sorted({file for _, _, file in PLACES.values()})
+    sha = {file: f"{n + 1:016x}" + "0" * 48 for n, file in enumerate(files)}
+    records = [
+        ImageRecord(
+            int(i), 0, f"{name}.tif", sha[file], 1, 8, 8, 0.0, 3, "uint8", "", None, None, window=(n, 0, 8, 8),
+            footprint=shapely.to_geojson(shape) if shape is not None else None, gsd=gsd,
+        )
+        for n, (i, (name, (shape, gsd, file))) in enumerate(zip(ids, PLACES.items(), strict=True))
+    ]
+    vectors = clustered(len(names), 5)
+    index, info = build_index(vectors, ids, IndexSpec(kind="flat"))
+    captions = clustered(4, 6)
+    caption_index, _ = build_index(captions, np.arange(4, dtype=np.int64), IndexSpec(kind="flat"))
+    profiles, profile_info = compute_profiles(ids, vectors, np.arange(4, dtype=np.int64), captions, 2)
+    content = VersionContent(
+        records, vectors, index, [(f"c{i}", "bank") for i in range(4)], caption_index, profiles, [],
+        {"model": {"fingerprint": "test"}, "dim": DIM, "index": info, "profiles": profile_info,
+         "sources": [str(root)], "caption_sources": ["bank"]},
+    )
+    publish(root, content, keep=1, pause=lambda stage: None)
+    return root, dict(zip(names, ids.tolist(), strict=True)), {file: content_id(sha[file]) for file in files}
+
+
+def test_bbox_across_the_antimeridian_is_two_boxes(places_store) -> None:
+    root, item, _ = places_store
+
+    def names(bbox=None, geometry=None) -> set[str]:
+        with open_version(root) as version:
+            found = set(version.ids_in_area(bbox, geometry).tolist())
+        return {name for name, i in item.items() if i in found}
+
+    assert names((179.0, -1.0, -179.0, 7.0)) == {"east_edge", "west_edge", "split", "world"}
+    # only the split item's two parts touch a box across 180° at its latitude
+    assert names((179.85, 5.5, -179.85, 5.6)) == {"split", "world"}
+    # a thin box either side of 180° at the edges' latitude: the edges stop 0.1° short of it
+    assert names((179.95, 0.2, -179.95, 0.8)) == {"world"}
+    # west < east is the ordinary box over Greenwich, the long way round
+    assert names((-179.95, 0.2, 179.95, 0.8)) == {"east_edge", "west_edge", "world", "fine_a", "fine_b"}
+    # an edge at ±180° itself: one side holds nothing, the other is searched alone
+    assert names((179.0, 0.2, -180.0, 0.8)) == {"east_edge", "world"}
+    assert names((180.0, 0.2, 179.95, 0.8)) == {"east_edge", "west_edge", "world", "fine_a", "fine_b"}
+    # with a geometry: the intersection of both, on each side of 180°
+    near_east = {"type": "Polygon", "coordinates": [[[179.6, 0], [179.7, 0], [179.7, 2], [179.6, 2], [179.6, 0]]]}
+    assert names((179.0, 0.5, -179.0, 0.6), near_east) == {"east_edge", "world"}
+    bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+    with pytest.raises(ValueError, match="Self-intersection"):
+        names(geometry=bow_tie)
+
+
+def test_gsd_and_scene_filters_select_exactly(places_store) -> None:
+    from service.filters import matching_ids
+    from service.schemas import SearchFilters
+
+    root, item, scene = places_store
+
+    def names(**filters) -> set[str]:
+        with open_version(root) as version:
+            found = set(matching_ids(version, SearchFilters(**filters)).tolist())
+        return {name for name, i in item.items() if i in found}
+
+    georeferenced = set(PLACES) - {"plain"}
+    # the coarse world scene intersects every box: a GSD bound leaves it out without losing anything else
+    assert names(bbox=(-1.0, -1.0, 2.0, 2.0)) == {"world", "fine_a", "fine_b"}
+    assert names(bbox=(-1.0, -1.0, 2.0, 2.0), gsd_max=1000.0) == {"fine_a", "fine_b"}
+    assert names(gsd_max=10.0) == {"east_edge", "west_edge", "fine_a", "fine_b"}
+    assert names(gsd_min=10.0) == {"east_edge", "west_edge", "split", "world"}
+    assert names(gsd_min=10.0, gsd_max=30.0) == {"east_edge", "west_edge", "split"}
+    assert names(gsd_min=0.0) == georeferenced  # items without a GSD never match a GSD filter
+    # scenes: every tile of a listed scene; ids as integers or decimal strings
+    assert names(scenes=[scene["fine.tif"]]) == {"fine_a", "fine_b"}
+    assert names(scenes=[str(scene["fine.tif"]), scene["plain.jpg"]]) == {"fine_a", "fine_b", "plain"}
+    assert names(exclude_scenes=[scene["world.tif"], scene["fine.tif"]]) == set(PLACES) - {"world", "fine_a", "fine_b"}
+    assert names(bbox=(179.0, -1.0, -179.0, 7.0), exclude_scenes=[scene["world.tif"]], gsd_max=20.0) == {
+        "east_edge", "west_edge"
+    }
+    assert names(scenes=[scene["fine.tif"]], exclude_scenes=[scene["fine.tif"]]) == set()

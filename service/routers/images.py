@@ -15,8 +15,9 @@ from service.errors import ServiceError, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
 from service.state import ServiceState, get_state
+from service.strict import only_query_params
 
-router = APIRouter(prefix="/v1/images", tags=["images"])
+router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(only_query_params())])
 State = Annotated[ServiceState, Depends(get_state)]
 IMMUTABLE = "public, max-age=86400, immutable"  # ids are content hashes: the bytes behind an id never change
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 from pathlib import Path
 from typing import Annotated
@@ -13,14 +12,16 @@ from fastapi.responses import FileResponse, Response
 
 from index.store import IndexVersion, SceneRecord
 from service.errors import ServiceError, error_responses, image_responses
+from service.geo.winding import rfc7946_geometry
 from service.image_ids import SceneId
 from service.imaging import store_bands
 from service.overviews import OVERVIEW_SIZE, cached_overview, mercator_grid
 from service.routers.images import IMMUTABLE
 from service.schemas import SceneInfo
 from service.state import ServiceState, get_state
+from service.strict import only_query_params
 
-router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
+router = APIRouter(prefix="/v1/scenes", tags=["scenes"], dependencies=[Depends(only_query_params())])
 State = Annotated[ServiceState, Depends(get_state)]
 
 
@@ -54,7 +55,7 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
         preprocessing=scene.preprocessing,
         crs=scene.crs,
         bounds=list(scene.bbox) if scene.bbox is not None else None,
-        footprint=json.loads(scene.footprint) if scene.footprint is not None else None,
+        footprint=rfc7946_geometry(scene.footprint),
         gsd=scene.gsd,
         time=scene.time,
         items=scene.items,

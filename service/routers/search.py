@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Annotated, get_args
 from urllib.parse import parse_qsl
@@ -27,6 +28,7 @@ from service.schemas import (
     TextTimings,
 )
 from service.state import ServiceState, get_state
+from service.strict import check_query_params, only_query_params
 from service.uploads import check_declared_length, read_form
 
 router = APIRouter(prefix="/v1/search", tags=["search"], route_class=JsonRoute)
@@ -36,7 +38,11 @@ NO_CAPTION_BANK = (
 )
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
-GET_PARAMS = ("q", "k", "rerank", "bbox", "time_from", "time_to", "dedupe_overlaps", "format")
+GET_FILTERS = ("bbox", "time_from", "time_to", "gsd_min", "gsd_max", "scenes", "exclude_scenes")
+GET_PARAMS = ("q", "k", "rerank", *GET_FILTERS, "dedupe_overlaps", "format")
+FORM_FIELDS = ("k_captions", "k_images", "rerank", "dedupe_overlaps")
+FORM_FILES = ("file",)
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 IMAGE_FORM_SCHEMA = {
     "type": "object",
@@ -99,21 +105,8 @@ def require_canonical_k(request: Request) -> None:
 
 
 def reject_unknown_params(request: Request) -> None:
-    """A misspelt or unsupported parameter (e.g. a filter that only POST takes) must not be ignored silently:
-    the client would believe its results were filtered."""
-    names = [name for name, _ in request.query_params.multi_items()]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
-    unknown = sorted({name for name in names if name not in GET_PARAMS})
-    if unknown:
-        names = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise ServiceError(
-            422,
-            "unknown_parameter",
-            f"unknown query parameter(s) {names}; GET /v1/search/text takes {', '.join(GET_PARAMS)} "
-            "(send the other filters with POST /v1/search/text)",
-        )
+    """GET /v1/search/text reads only GET_PARAMS: any other (e.g. a filter that only POST takes) is refused."""
+    check_query_params(request, GET_PARAMS, " (send the other filters with POST /v1/search/text)")
 
 
 @router.post(
@@ -121,6 +114,7 @@ def reject_unknown_params(request: Request) -> None:
     response_model=TextSearchResponse,
     responses={**error_responses(400, 422, 503), **RESPONSE_DOC},
     summary="Search images by text",
+    dependencies=[Depends(only_query_params("format"))],
 )
 async def search_text(
     body: TextSearchRequest, state: State, request: Request, format: Format = None
@@ -130,23 +124,31 @@ async def search_text(
     return await _text_search(state, body.query, body.k, body.rerank, body.filters, body.dedupe_overlaps, geojson)
 
 
-def _get_filters(bbox: str | None, time_from: str | None, time_to: str | None) -> SearchFilters | None:
-    """The GET form of the geographic and acquisition-time filters, validated like the JSON body's."""
+def _numbers(raw: str, name: str, count: int | None = None) -> list[float]:
+    """Comma-separated plain decimal numbers (no `1_0`, `inf` or spaces, which float() would take)."""
+    parts = raw.split(",")
+    if (count is not None and len(parts) != count) or not all(NUMBER.fullmatch(part) for part in parts):
+        what = "four numbers" if count == 4 else "a number"
+        example = "west,south,east,north (EPSG:4326)" if name == "bbox" else "in plain decimal notation"
+        raise ServiceError(422, "invalid_request", f"{name} must be {what} {example}, got {raw[:60]!r}")
+    return [float(part) for part in parts]
+
+
+def _get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
+    """The GET form of the filters, validated like the JSON body's: `bbox=w,s,e,n`, `gsd_min=0.5`, and scene
+    ids as `scenes=1,2` (decimal, the same ids as hit.scene.id)."""
     given: dict[str, object] = {}
-    if bbox is not None:
-        parts = bbox.split(",")
-        try:
-            given["bbox"] = tuple(float(part) for part in parts)
-        except ValueError:
-            given["bbox"] = None
-        if given["bbox"] is None or len(parts) != 4:
-            raise ServiceError(
-                422, "invalid_request", "bbox must be four numbers min_lon,min_lat,max_lon,max_lat (EPSG:4326)"
-            )
-    if time_from is not None:
-        given["time_from"] = time_from
-    if time_to is not None:
-        given["time_to"] = time_to
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if name == "bbox":
+            given[name] = tuple(_numbers(value, name, 4))
+        elif name in ("gsd_min", "gsd_max"):
+            given[name] = _numbers(value, name, 1)[0]
+        elif name in ("scenes", "exclude_scenes"):
+            given[name] = value.split(",")
+        else:
+            given[name] = value
     if not given:
         return None
     try:
@@ -173,14 +175,23 @@ async def search_text_get(
     q: Annotated[str, Query(description="free-text query")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     rerank: RerankMethod | None = None,
-    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat in EPSG:4326")] = None,
+    bbox: Annotated[
+        str | None, Query(description="west,south,east,north in EPSG:4326 (west > east: across the antimeridian)")
+    ] = None,
     time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
     time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
+    gsd_min: Annotated[str | None, Query(description="ground sample distance at least (m/px)")] = None,
+    gsd_max: Annotated[str | None, Query(description="ground sample distance at most (m/px)")] = None,
+    scenes: Annotated[str | None, Query(description="only items of these scenes: comma-separated scene ids")] = None,
+    exclude_scenes: Annotated[str | None, Query(description="no items of these scenes: comma-separated ids")] = None,
     dedupe_overlaps: bool = True,
     format: Format = None,
 ) -> TextSearchResponse | Response:
     geojson = wants_geojson(request, format)
-    filters = _get_filters(bbox, time_from, time_to)
+    filters = _get_filters(
+        {"bbox": bbox, "time_from": time_from, "time_to": time_to, "gsd_min": gsd_min, "gsd_max": gsd_max,
+         "scenes": scenes, "exclude_scenes": exclude_scenes}
+    )
     return await _text_search(state, q, k, rerank, filters, dedupe_overlaps, geojson)
 
 
@@ -208,6 +219,7 @@ def _form_bool(fields: dict[str, str], name: str, default: bool) -> bool:
     openapi_extra={
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": IMAGE_FORM_SCHEMA}}}
     },
+    dependencies=[Depends(only_query_params("format"))],
 )
 async def search_image(request: Request, state: State, format: Format = None) -> ImageSearchResponse | Response:
     """The upload is read into memory with the size limit enforced while streaming; it never touches disk. The
@@ -216,7 +228,9 @@ async def search_image(request: Request, state: State, format: Format = None) ->
     settings = state.settings
     bands = store_bands(state.live.snapshot())
     check_declared_length(request.headers.get("content-length"), settings.max_upload_bytes)
-    form = await read_form(request.headers.get("content-type"), request.stream(), settings.max_upload_bytes)
+    form = await read_form(
+        request.headers.get("content-type"), request.stream(), settings.max_upload_bytes, FORM_FIELDS, FORM_FILES
+    )
     upload = form.files.get("file")
     if upload is None:
         raise ServiceError(422, "missing_file", "the form has no file part named 'file'")
