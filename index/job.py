@@ -25,7 +25,8 @@ from tqdm import tqdm
 from index.captions import corpus_digest, embed_bank, load_corpus
 from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
-from index.geo import footprint, gsd
+from index.geo import footprint
+from index.gsd import gsd
 from index.layout import LAST_RUN, WORK, content_id, item_id
 from index.profiles import compute_profiles
 from index.progress import stage
