@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
+
+from index.acquired import exif_time, raster_time
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".j2k", ".gif", ".webp", ".bmp"}
@@ -46,8 +47,6 @@ OPEN_SCENES = 2  # datasets each thread keeps open (see _OpenScenes)
 # GDAL's block cache defaults to 5% of RAM per process; every decode worker has one, so bound it.
 os.environ.setdefault("GDAL_CACHEMAX", "128")
 VSIMEM = re.compile(r"/vsimem/\S+")
-TIME_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "TIFFTAG_DATETIME")
-TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d")
 
 Source = Path | bytes
 PixelWindow = tuple[int, int, int, int]  # x (column), y (row), width, height in scene pixels
@@ -85,7 +84,7 @@ class ImageFacts:
     bbox: tuple[float, float, float, float] | None  # native bounds (min_x, min_y, max_x, max_y), georeferenced only
     crs: str | None  # "EPSG:n" when the CRS has an authority code, else WKT
     transform: tuple[float, float, float, float, float, float] | None = None  # affine a, b, c, d, e, f
-    time: str | None = None  # acquisition time from the file's metadata, ISO-8601 UTC
+    time: str | None = None  # acquisition time from the file's metadata, ISO-8601 UTC (index.acquired)
     selected: tuple[int, ...] = ()  # 1-based bands read (1 band: grey)
     stretch: Stretch | None = None
     reader: str = "pillow"  # "rasterio" | "pillow"
@@ -143,21 +142,6 @@ def _head(source: Source) -> bytes:
 def is_raster(source: Source) -> bool:
     """True for the formats rasterio reads (TIFF, BigTIFF, JPEG 2000), by magic number, not by name."""
     return _head(source).startswith(RASTER_MAGIC)
-
-
-def _parse_time(text: str) -> str | None:
-    text = text.strip().rstrip("Z")
-    for fmt in TIME_FORMATS:
-        try:
-            moment = datetime.strptime(text[: len(datetime(2000, 1, 1).strftime(fmt))], fmt)
-        except ValueError:
-            continue
-        return moment.replace(tzinfo=UTC).isoformat()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 def _crs_text(crs: rasterio.crs.CRS | None) -> str | None:
@@ -299,12 +283,6 @@ def _raster_facts(dataset: DatasetReader, bands: tuple[int, ...] | None, with_st
     if with_stretch and dtype != "uint8":
         stretch = _stretch_of(_scene_sample(dataset, selected))
     georeferenced = dataset.crs is not None and not dataset.transform.is_identity
-    time = None
-    for namespace in (None, "IMAGERY"):
-        tags = dataset.tags(ns=namespace) if namespace else dataset.tags()
-        for key in TIME_TAGS:
-            if tags.get(key) and time is None:
-                time = _parse_time(tags[key])
     note = "palette colours" if palette else _note(selected, dataset.count, dtype, stretch, bands is not None)
     return ImageFacts(
         width=dataset.width,
@@ -315,7 +293,7 @@ def _raster_facts(dataset: DatasetReader, bands: tuple[int, ...] | None, with_st
         bbox=tuple(float(v) for v in dataset.bounds) if georeferenced else None,
         crs=_crs_text(dataset.crs) if georeferenced else None,
         transform=tuple(float(v) for v in tuple(dataset.transform)[:6]) if georeferenced else None,
-        time=time,
+        time=raster_time(dataset),
         selected=selected,
         stretch=stretch,
         reader="rasterio",
@@ -371,15 +349,6 @@ def _open_pil(source: Source) -> Image.Image:
     return image
 
 
-def _pil_time(image: Image.Image) -> str | None:
-    try:
-        exif = image.getexif()
-    except (OSError, ValueError, SyntaxError):
-        return None
-    text = exif.get_ifd(0x8769).get(36867) or exif.get(306)  # DateTimeOriginal, else DateTime
-    return _parse_time(str(text)) if text else None
-
-
 def _decode_pil(
     source: Source, max_pixels: int, window: PixelWindow | None, out_size: tuple[int, int] | None
 ) -> DecodedImage:
@@ -393,7 +362,7 @@ def _decode_pil(
                 image.seek(0)
                 image.load()
                 bands, mode, web = len(image.getbands()), image.mode, image.format in ("JPEG", "PNG", "GIF", "WEBP")
-                time = _pil_time(image)
+                time = exif_time(image)
                 stretch = None
                 if mode in WIDE_MODES:
                     grey = np.asarray(image)

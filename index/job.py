@@ -22,6 +22,7 @@ import torch
 from rasterio.transform import Affine, array_bounds
 from tqdm import tqdm
 
+from index.acquired import acquisition
 from index.captions import corpus_digest, embed_bank, load_corpus
 from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
@@ -91,6 +92,9 @@ def _open_live(store: IndexStore, fingerprint: str) -> tuple[IndexVersion | None
     if live.manifest.fingerprint != fingerprint:
         live.close()
         return None, "model changed (fingerprint differs from the live version's)"
+    if not live.has_time_sources:
+        live.close()
+        return None, "the live version predates time sources (items.time_source), so its records are not reused"
     return live, None
 
 
@@ -103,9 +107,9 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _time(facts: ImageFacts, scanned: ScannedFile) -> str:
-    """The acquisition time the file states, else its modification time."""
-    return facts.time or datetime.fromtimestamp(scanned.mtime, UTC).isoformat()
+def _time(facts: ImageFacts, scanned: ScannedFile) -> dict[str, str]:
+    """`time` and `time_source` of a record: the file's metadata, else its name, else its mtime."""
+    return asdict(acquisition(facts.time, scanned.absolute.name, scanned.mtime))
 
 
 def _geometry_text(facts: ImageFacts, window: tuple[int, int, int, int]) -> str | None:
@@ -139,7 +143,7 @@ def _new_record(
         window_size=size,
         footprint=_geometry_text(facts, box),
         gsd=gsd(facts.crs, facts.transform, box),
-        time=_time(facts, scanned),
+        **_time(facts, scanned),
     )
 
 
@@ -169,7 +173,7 @@ def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRe
         crs=facts.crs,
         footprint=_geometry_text(facts, whole),
         gsd=gsd(facts.crs, facts.transform, whole),
-        time=_time(facts, scanned),
+        **_time(facts, scanned),
         items=items,
     )
 

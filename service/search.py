@@ -404,6 +404,7 @@ def image_hits(
                 footprint=json.loads(record.footprint) if record.footprint is not None else None,
                 gsd=record.gsd,
                 time=record.time,
+                time_source=record.time_source,
             )
         )
     return hits
