@@ -31,9 +31,10 @@ from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
 
 from index.acquired import exif_time, raster_time
+from index.vrt import VRT_SUFFIX, is_vrt, remote_source
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".j2k", ".gif", ".webp", ".bmp"}
+IMAGE_SUFFIXES = frozenset(  # .vrt: archive files only (index.vrt)
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".j2k", ".gif", ".webp", ".bmp", VRT_SUFFIX}
 )
 PERCENTILES = (2.0, 98.0)
 WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})  # Pillow would clip these, not scale them
@@ -140,8 +141,9 @@ def _head(source: Source) -> bytes:
 
 
 def is_raster(source: Source) -> bool:
-    """True for the formats rasterio reads (TIFF, BigTIFF, JPEG 2000), by magic number, not by name."""
-    return _head(source).startswith(RASTER_MAGIC)
+    """True for the formats rasterio reads (TIFF, BigTIFF, JPEG 2000), by magic number, not by name; and for
+    an archive path named .vrt (never for uploaded bytes, see index.vrt)."""
+    return is_vrt(source) or _head(source).startswith(RASTER_MAGIC)
 
 
 def _crs_text(crs: rasterio.crs.CRS | None) -> str | None:
@@ -201,6 +203,9 @@ class _OpenScenes(threading.local):
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         dataset = self.open.pop(key, None)
         if dataset is None:
+            remote = remote_source(path) if is_vrt(path) else None
+            if remote is not None:
+                raise BadImageError(f"VRT source {remote} is not a local file; the indexer never reads the network")
             dataset = rasterio.open(path)
         self.open[key] = dataset
         while len(self.open) > OPEN_SCENES:
