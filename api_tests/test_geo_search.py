@@ -130,8 +130,13 @@ def test_geojson_output_is_valid_and_footprints_match_rasterio(geo: httpx.Client
         assert props["thumbnail_url"].endswith("/thumbnail") and props["scene_id"]
         assert (props["window_x"], props["window_y"], props["window_width"]) == (0, 0, SIZE)
         assert props["time"].startswith(RASTERS[name][4][:4]) and props["gsd"] > 0
+        assert props["time_source"] == "metadata"
     plain = [f for f in features if not f["properties"]["path"].endswith(".tif")]
     assert len(plain) == PLAIN and all(f["geometry"] is None for f in plain)
+    by_mtime = [f["properties"]["time"] for f in plain if f["properties"]["time_source"] == "file_mtime"]
+    assert by_mtime and set(by_mtime) == {"2010-01-01T00:00:00+00:00"}, "no date in RSICD names: EXIF, else mtime"
+    sources = {hit["path"]: hit["time_source"] for hit in search(geo)["results"]}  # the JSON hits say it too
+    assert sources == {f["properties"]["path"]: f["properties"]["time_source"] for f in features}
     # the same through format=geojson, on GET and on the upload endpoint
     listed = geo.get("/v1/search/text", params={"q": QUERY, "k": 5, "format": "geojson"})
     assert listed.headers["content-type"].startswith("application/geo+json")

@@ -21,6 +21,20 @@ from rasterio.windows import Window, bounds
 
 from index.layout import content_id, file_sha256
 
+# A GDAL VRT over the scene's top-left 200 x 150 px (sources relative to the VRT, as gdalbuildvrt writes them).
+PART_VRT = (
+    '<VRTDataset rasterXSize="200" rasterYSize="150"><SRS>EPSG:32633</SRS>'
+    "<GeoTransform>500000, 2, 0, 4000000, 0, -2</GeoTransform>"
+    + "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><ColorInterp>{colour}</ColorInterp><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">scene.tif</SourceFilename><SourceBand>{b}</SourceBand>'
+        '<SrcRect xOff="0" yOff="0" xSize="200" ySize="150"/><DstRect xOff="0" yOff="0" xSize="200" ySize="150"/>'
+        "</SimpleSource></VRTRasterBand>"
+        for b, colour in ((1, "Red"), (2, "Green"), (3, "Blue"))
+    )
+    + "</VRTDataset>"
+)
+
 
 @pytest.fixture(scope="module")
 def scene_server(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> Iterator[tuple[LiveServer, Path]]:
@@ -36,6 +50,7 @@ def scene_server(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path)
         crs="EPSG:32633", transform=from_origin(500000, 4000000, 2, 2), tiled=True, compress="deflate",
     ) as out:
         out.write(np.moveaxis(mosaic, -1, 0))
+    (images / "part.vrt").write_text(PART_VRT)
     captions = tmp / "captions.json"
     captions.write_text('[{"image": "chip.jpg", "caption": ["many buildings and green trees ."]}]')
     build_index(tmp / "index", images, captions, tiny_arch_file)
@@ -53,13 +68,13 @@ def test_hits_carry_scene_window_footprint(scene_server: tuple[LiveServer, Path]
         hits = client.get("/v1/search/text", params=params).json()["results"]
         tiles = [h for h in hits if h["scene"]["id"] == scene_id]
         chip = next(h for h in hits if h["path"] == "chip.jpg")
-        assert len(tiles) == 8 and len(hits) == 9
+        assert len(tiles) == 8 and len(hits) == 10  # and part.vrt
         assert chip["window"] == {"x": 0, "y": 0, "width": 224, "height": 224, "size": None}
         assert chip["footprint"] is None and chip["gsd"] is None and chip["scene"]["id"] == chip["id"]
         with rasterio.open(images / "scene.tif") as dataset:
             for tile in tiles:
                 w = tile["window"]
-                assert w["size"] == 256 and tile["gsd"] == pytest.approx(2.0) and tile["time"]
+                assert w["size"] == 256 and tile["gsd"] == pytest.approx(2.0 / 0.9996, rel=1e-5) and tile["time"]
                 expected = transform_bounds(
                     dataset.crs, "EPSG:4326", *bounds(Window(w["x"], w["y"], w["width"], w["height"]),
                                                       dataset.transform), densify_pts=15,
@@ -92,3 +107,21 @@ def test_scene_metadata_and_overview(scene_server: tuple[LiveServer, Path]) -> N
         assert client.get(info["image_url"]).content == (images / "scene.tif").read_bytes()
         missing = client.get("/v1/scenes/12345")
         assert missing.status_code == 404 and str(images) not in missing.text
+
+
+def test_a_vrt_item_is_viewed_but_its_xml_never_sent(scene_server: tuple[LiveServer, Path]) -> None:
+    live, images = scene_server
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        hits = client.get("/v1/search/text", params={"q": "buildings", "k": 100, "dedupe_overlaps": "false"})
+        (part,) = [h for h in hits.json()["results"] if h["path"] == "part.vrt"]
+        assert part["crs"] == "EPSG:32633" and part["bbox"] == pytest.approx([500000, 3999700, 500400, 4000000])
+        view = client.get(part["view_url"])
+        assert view.status_code == 200 and view.headers["content-type"] == "image/png"
+        with rasterio.open(images / "scene.tif") as dataset:
+            expected = np.moveaxis(dataset.read(window=Window(0, 0, 200, 150)), 0, -1)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(view.content)).convert("RGB")), expected)
+        for url in (part["image_url"], f"{part['scene']['url']}/original"):
+            refused = client.get(url)
+            assert refused.status_code == 404 and refused.json()["error"] == "no_original_file", url
+            assert "GDAL VRT" in refused.json()["message"] and "scene.tif" not in refused.text
+            assert str(images) not in refused.text

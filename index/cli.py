@@ -1,8 +1,8 @@
 """`posapl index build|update|rollback|status`.
 
 Exit codes (the nightly scheduler relies on them): 0 success (including "nothing changed"), 1 the job
-failed (bad configuration, unreadable model, integrity error, I/O error), 2 invalid arguments or settings,
-3 another index job holds the store's lock.
+failed (bad configuration, unreadable model, integrity error, I/O error, nothing indexable: an empty index
+is never published), 2 invalid arguments or settings, 3 another index job holds the store's lock.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from index.layout import LAST_RUN
 from index.publish import StoreBusyError, rollback, store_lock
+from index.report import NothingToIndexError, RunReport
 from index.settings import IndexSettings, StoreConfig
 from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
@@ -46,22 +48,31 @@ def _int_list(text: str) -> list[int]:
 
 
 def _fail(command: str, exc: BaseException) -> int:
+    if isinstance(exc, NothingToIndexError):
+        _print_left_out(exc.skipped, exc.ignored)
     print(f"posapl index {command}: {exc}", file=sys.stderr)
     return EXIT_BUSY if isinstance(exc, StoreBusyError) else EXIT_FAILED
 
 
-def _print_report(report) -> None:
+def _print_left_out(skipped: list[tuple[str, str]], ignored: list[tuple[str, str]]) -> None:
+    """Every skipped file with its reason; ignored files (sidecars) by reason, listed in full in last-run.json."""
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    for reason, count in Counter(reason for _, reason in ignored).most_common():
+        print(f"ignored {count} file{'s' if count > 1 else ''}: {reason}", file=sys.stderr)
+
+
+def _print_report(report: RunReport) -> None:
     counts = report.counts
     what = "published version" if report.status == "published" else "nothing changed; live version stays"
     print(
         f"{what} {report.version}: {counts['images']} images ({counts['new']} new, {counts['removed']} removed, "
-        f"{counts['resumed']} resumed), {counts['captions']} captions, {counts['skipped']} skipped "
-        f"in {report.seconds:.1f}s"
+        f"{counts['resumed']} resumed), {counts['captions']} captions, {counts['skipped']} skipped, "
+        f"{counts['ignored']} ignored in {report.seconds:.1f}s"
     )
     if report.full_rebuild:
         print(f"full rebuild: {report.full_rebuild}")
-    for path, reason in report.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    _print_left_out(report.skipped, report.ignored)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -143,7 +154,9 @@ def _status(args: argparse.Namespace) -> int:
                 )
         last = root / LAST_RUN
         if last.is_file():
-            status["last_run"] = {k: v for k, v in json.loads(last.read_text()).items() if k != "skipped"}
+            status["last_run"] = {
+                k: v for k, v in json.loads(last.read_text()).items() if k not in ("skipped", "ignored")
+            }
     except (IndexIntegrityError, ValueError, OSError) as exc:
         return _fail("status", exc)
     print(json.dumps(status, indent=2))

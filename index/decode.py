@@ -20,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,11 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".j2k", ".gif", ".webp", ".bmp"}
+from index.acquired import exif_time, raster_time
+from index.vrt import VRT_SUFFIX, is_vrt, remote_source
+
+IMAGE_SUFFIXES = frozenset(  # .vrt: archive files only (index.vrt)
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".j2k", ".gif", ".webp", ".bmp", VRT_SUFFIX}
 )
 PERCENTILES = (2.0, 98.0)
 WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})  # Pillow would clip these, not scale them
@@ -46,8 +48,6 @@ OPEN_SCENES = 2  # datasets each thread keeps open (see _OpenScenes)
 # GDAL's block cache defaults to 5% of RAM per process; every decode worker has one, so bound it.
 os.environ.setdefault("GDAL_CACHEMAX", "128")
 VSIMEM = re.compile(r"/vsimem/\S+")
-TIME_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "TIFFTAG_DATETIME")
-TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d")
 
 Source = Path | bytes
 PixelWindow = tuple[int, int, int, int]  # x (column), y (row), width, height in scene pixels
@@ -85,7 +85,7 @@ class ImageFacts:
     bbox: tuple[float, float, float, float] | None  # native bounds (min_x, min_y, max_x, max_y), georeferenced only
     crs: str | None  # "EPSG:n" when the CRS has an authority code, else WKT
     transform: tuple[float, float, float, float, float, float] | None = None  # affine a, b, c, d, e, f
-    time: str | None = None  # acquisition time from the file's metadata, ISO-8601 UTC
+    time: str | None = None  # acquisition time from the file's metadata, ISO-8601 UTC (index.acquired)
     selected: tuple[int, ...] = ()  # 1-based bands read (1 band: grey)
     stretch: Stretch | None = None
     reader: str = "pillow"  # "rasterio" | "pillow"
@@ -144,23 +144,9 @@ def _head(source: Source) -> bytes:
 
 
 def is_raster(source: Source) -> bool:
-    """True for the formats rasterio reads (TIFF, BigTIFF, JPEG 2000), by magic number, not by name."""
-    return _head(source).startswith(RASTER_MAGIC)
-
-
-def _parse_time(text: str) -> str | None:
-    text = text.strip().rstrip("Z")
-    for fmt in TIME_FORMATS:
-        try:
-            moment = datetime.strptime(text[: len(datetime(2000, 1, 1).strftime(fmt))], fmt)
-        except ValueError:
-            continue
-        return moment.replace(tzinfo=UTC).isoformat()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    """True for the formats rasterio reads (TIFF, BigTIFF, JPEG 2000), by magic number, not by name; and for
+    an archive path named .vrt (never for uploaded bytes, see index.vrt)."""
+    return is_vrt(source) or _head(source).startswith(RASTER_MAGIC)
 
 
 def _crs_text(crs: rasterio.crs.CRS | None) -> str | None:
@@ -220,6 +206,9 @@ class _OpenScenes(threading.local):
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         dataset = self.open.pop(key, None)
         if dataset is None:
+            remote = remote_source(path) if is_vrt(path) else None
+            if remote is not None:
+                raise BadImageError(f"VRT source {remote} is not a local file; the indexer never reads the network")
             dataset = rasterio.open(path)
         self.open[key] = dataset
         while len(self.open) > OPEN_SCENES:
@@ -302,12 +291,6 @@ def _raster_facts(dataset: DatasetReader, bands: tuple[int, ...] | None, with_st
     if with_stretch and dtype != "uint8":
         stretch = _stretch_of(_scene_sample(dataset, selected))
     georeferenced = dataset.crs is not None and not dataset.transform.is_identity
-    time = None
-    for namespace in (None, "IMAGERY"):
-        tags = dataset.tags(ns=namespace) if namespace else dataset.tags()
-        for key in TIME_TAGS:
-            if tags.get(key) and time is None:
-                time = _parse_time(tags[key])
     note = "palette colours" if palette else _note(selected, dataset.count, dtype, stretch, bands is not None)
     return ImageFacts(
         width=dataset.width,
@@ -318,7 +301,7 @@ def _raster_facts(dataset: DatasetReader, bands: tuple[int, ...] | None, with_st
         bbox=tuple(float(v) for v in dataset.bounds) if georeferenced else None,
         crs=_crs_text(dataset.crs) if georeferenced else None,
         transform=tuple(float(v) for v in tuple(dataset.transform)[:6]) if georeferenced else None,
-        time=time,
+        time=raster_time(dataset),
         selected=selected,
         stretch=stretch,
         reader="rasterio",
@@ -381,15 +364,6 @@ def _open_pil(source: Source, max_pixels: int | None = None) -> Image.Image:
     return image
 
 
-def _pil_time(image: Image.Image) -> str | None:
-    try:
-        exif = image.getexif()
-    except (OSError, ValueError, SyntaxError):
-        return None
-    text = exif.get_ifd(0x8769).get(36867) or exif.get(306)  # DateTimeOriginal, else DateTime
-    return _parse_time(str(text)) if text else None
-
-
 def _decode_pil(
     source: Source, max_pixels: int, window: PixelWindow | None, out_size: tuple[int, int] | None
 ) -> DecodedImage:
@@ -403,7 +377,7 @@ def _decode_pil(
                 image.seek(0)
                 image.load()
                 bands, mode, web = len(image.getbands()), image.mode, image.format in ("JPEG", "PNG", "GIF", "WEBP")
-                time = _pil_time(image)
+                time = exif_time(image)
                 stretch = None
                 if mode in WIDE_MODES:
                     grey = np.asarray(image)

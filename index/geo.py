@@ -1,4 +1,4 @@
-"""Where a pixel window lies on Earth: its WGS84 footprint polygon and its ground sample distance.
+"""Where a pixel window lies on Earth: its WGS84 footprint polygon (its ground sample distance: index.gsd).
 
 Footprints are reprojected with densified edges (a straight edge in UTM is a curve in degrees), split at the
 antimeridian by GDAL so that a tile near 180° never becomes a polygon spanning the whole globe, and stored as
@@ -8,7 +8,6 @@ GeoJSON in EPSG:4326 (lon, lat), the CRS every map and GeoJSON reader assumes.
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 
 import shapely
@@ -20,7 +19,6 @@ from shapely.validation import make_valid
 
 WGS84 = "EPSG:4326"
 EDGE_POINTS = 16  # points per window edge before reprojection
-METRES_PER_DEGREE = 111_319.49  # on the WGS84 equator; longitude degrees shrink with cos(latitude)
 
 Transform = tuple[float, float, float, float, float, float]
 Window = tuple[int, int, int, int]
@@ -74,22 +72,3 @@ def footprint(crs: str | None, transform: Transform | None, window: Window) -> d
         shaped = shapely.union_all(parts)
     return json.loads(shapely.to_geojson(shaped))
 
-
-def gsd(crs: str | None, transform: Transform | None, window: Window) -> float | None:
-    """Ground sample distance in metres per pixel (geometric mean of the two axes); degrees are converted at
-    the window's centre latitude."""
-    if crs is None or transform is None:
-        return None
-    source = _crs(crs)
-    a, b, _, d, e, _ = transform
-    size_x, size_y = math.hypot(a, d), math.hypot(b, e)
-    if source.is_geographic:
-        x, y, width, height = window
-        _, lat = Affine(*transform) @ (x + width / 2, y + height / 2)
-        lat = max(-89.9, min(89.9, lat))
-        size_x *= METRES_PER_DEGREE * math.cos(math.radians(lat))
-        size_y *= METRES_PER_DEGREE
-    else:
-        factor = source.linear_units_factor[1] if source.linear_units_factor else 1.0
-        size_x, size_y = size_x * factor, size_y * factor
-    return float(math.sqrt(size_x * size_y))

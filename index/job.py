@@ -8,7 +8,6 @@ keeps missing files, and publishes nothing when the result would equal the live 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -22,14 +21,17 @@ import torch
 from rasterio.transform import Affine, array_bounds
 from tqdm import tqdm
 
+from index.acquired import acquisition
 from index.captions import corpus_digest, embed_bank, load_corpus
 from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
-from index.geo import footprint, gsd
+from index.geo import footprint
+from index.gsd import gsd
 from index.layout import LAST_RUN, WORK, content_id, item_id
 from index.profiles import compute_profiles
 from index.progress import stage
 from index.publish import VersionContent, publish, remove_staging, store_lock
+from index.report import RunReport, nothing_to_index, write_report
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
@@ -40,20 +42,6 @@ from posapl.model import POSAPL
 from posapl.pos import PosTagger
 
 PAUSE_MARKER = "fault-paused"
-
-
-@dataclass
-class RunReport:
-    status: str  # "published" | "unchanged"
-    version: int
-    started: str
-    seconds: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
-    full_rebuild: str | None = None  # why nothing of the live version was reused
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
 def _pause_hook(root: Path, settings: IndexSettings):
@@ -90,21 +78,15 @@ def _open_live(store: IndexStore, fingerprint: str) -> tuple[IndexVersion | None
     if live.manifest.fingerprint != fingerprint:
         live.close()
         return None, "model changed (fingerprint differs from the live version's)"
+    if not live.has_time_sources:
+        live.close()
+        return None, "the live version predates time sources (items.time_source), so its records are not reused"
     return live, None
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _time(facts: ImageFacts, scanned: ScannedFile) -> str:
-    """The acquisition time the file states, else its modification time."""
-    return facts.time or datetime.fromtimestamp(scanned.mtime, UTC).isoformat()
+def _time(facts: ImageFacts, scanned: ScannedFile) -> dict[str, str]:
+    """`time` and `time_source` of a record: the file's metadata, else its name, else its mtime."""
+    return asdict(acquisition(facts.time, scanned.absolute.name, scanned.mtime))
 
 
 def _geometry_text(facts: ImageFacts, window: tuple[int, int, int, int]) -> str | None:
@@ -138,7 +120,7 @@ def _new_record(
         window_size=size,
         footprint=_geometry_text(facts, box),
         gsd=gsd(facts.crs, facts.transform, box),
-        time=_time(facts, scanned),
+        **_time(facts, scanned),
     )
 
 
@@ -168,7 +150,7 @@ def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRe
         crs=facts.crs,
         footprint=_geometry_text(facts, whole),
         gsd=gsd(facts.crs, facts.transform, whole),
-        time=_time(facts, scanned),
+        **_time(facts, scanned),
         items=items,
     )
 
@@ -372,7 +354,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         cache: HashCache = {(r.source, r.path): (r.bytes, r.mtime, r.sha256) for r in live_records.values()}
         if live is not None and [str(s) for s in config.sources] != live.manifest.sources:
             cache = {}  # source numbering changed; hashes are recomputed rather than mis-attributed
-        files, unreadable = scan_sources(config.sources, cache, settings.hash_threads, settings.progress)
+        files, unreadable, ignored = scan_sources(config.sources, cache, settings.hash_threads, settings.progress)
         chosen: dict[str, ScannedFile] = {}
         for scanned in files:
             chosen.setdefault(scanned.sha256, scanned)
@@ -407,6 +389,9 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         )
         plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
         plan.skipped = sorted(plan.skipped + unreadable)
+        if not plan.records:
+            current = IndexStore(root).current_version()
+            raise nothing_to_index(config.sources, len(files), plan.skipped, ignored, current)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
         caption_texts, caption_vectors, captions_reused = _captions(
@@ -424,6 +409,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             "images": len(plan.records),
             "captions": len(caption_texts),
             "skipped": len(plan.skipped),
+            "ignored": len(ignored),
         }
         unchanged = (
             live is not None
@@ -458,6 +444,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             counts,
             full_rebuild if full_rebuild != "no published version" else None,
             plan.skipped,
+            ignored,
         )
-        _write_json_atomic(root / LAST_RUN, report.to_dict())
+        write_report(root / LAST_RUN, report)
         return report

@@ -3,7 +3,7 @@
 ROOT/CURRENT                       the live version number, one line ("7\\n"); replaced atomically
 ROOT/config.json                   sources, caption files and model of the store (so `update` needs only ROOT)
 ROOT/.lock                         flock target: one writer at a time
-ROOT/last-run.json                 report of the latest build/update run (counts, skipped files, reasons)
+ROOT/last-run.json                 report of the latest build/update run (counts, skipped and ignored files, reasons)
 ROOT/versions/<n>/images.faiss     image vectors, FAISS ids = image ids
 ROOT/versions/<n>/captions.faiss   caption-bank vectors, FAISS ids = caption ids
 ROOT/versions/<n>/meta.sqlite      tables images (index items), scenes, footprints (R*Tree), captions, skipped

@@ -108,21 +108,21 @@ def _write_meta(path: Path, content: VersionContent) -> None:
                 mtime REAL NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
                 min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT,
                 window_x INTEGER, window_y INTEGER, window_width INTEGER, window_height INTEGER, window_size INTEGER,
-                footprint TEXT, gsd REAL, time TEXT, scene_id INTEGER NOT NULL);
+                footprint TEXT, gsd REAL, time TEXT, scene_id INTEGER NOT NULL, time_source TEXT);
             CREATE INDEX images_scene ON images (scene_id);
             CREATE INDEX images_time ON images (time);
             CREATE TABLE scenes (id INTEGER PRIMARY KEY, source INTEGER NOT NULL, path TEXT NOT NULL,
                 sha256 TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER NOT NULL,
                 height INTEGER NOT NULL, bands INTEGER NOT NULL, dtype TEXT NOT NULL, preprocessing TEXT NOT NULL,
                 min_x REAL, min_y REAL, max_x REAL, max_y REAL, crs TEXT, footprint TEXT, gsd REAL, time TEXT,
-                items INTEGER NOT NULL);
+                items INTEGER NOT NULL, time_source TEXT);
             CREATE VIRTUAL TABLE footprints USING rtree(id, min_lon, max_lon, min_lat, max_lat);
             CREATE TABLE captions (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT NULL);
             CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
             """
         )
         db.executemany(
-            f"INSERT INTO images VALUES ({','.join('?' * 25)})",
+            f"INSERT INTO images VALUES ({','.join('?' * 26)})",
             [
                 (
                     r.id,
@@ -144,6 +144,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
                     r.gsd,
                     r.time,
                     r.scene_id,
+                    r.time_source,
                 )
                 for r in content.image_records
             ],
@@ -157,11 +158,12 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             ],
         )
         db.executemany(
-            f"INSERT INTO scenes VALUES ({','.join('?' * 20)})",
+            f"INSERT INTO scenes VALUES ({','.join('?' * 21)})",
             [
                 (
                     s.id, s.source, s.path, s.sha256, s.bytes, s.mtime, s.width, s.height, s.bands, s.dtype,
                     s.preprocessing, *(s.bbox or (None, None, None, None)), s.crs, s.footprint, s.gsd, s.time, s.items,
+                    s.time_source,
                 )
                 for s in content.scenes
             ],

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.ignore import image_folder_problem
 from index.layout import CONFIG
 from index.vectors import FLAT_MAX_VECTORS, IndexSpec
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
@@ -122,10 +123,12 @@ class StoreConfig(StoreFields):
         return cls.model_validate(json.loads(path.read_text()))
 
     def check(self) -> None:
-        """Refuse a build whose inputs do not exist, before anything is written to the store."""
-        missing = [str(p) for p in self.sources if not p.is_dir()] + [str(p) for p in self.captions if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"not found: {', '.join(missing)}")
+        """Refuse a build whose inputs do not exist or are not what their option takes (a file given as an
+        image folder), before anything is written to the store."""
+        problems = [problem for p in self.sources if (problem := image_folder_problem(p)) is not None]
+        problems += [f"not found: {p}" for p in self.captions if not p.is_file()]
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def save(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,8 @@ Contract (names are stable; see index.layout for the files):
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
         .image_ids() / .caption_ids() -> int64 arrays;  .skipped() -> [(path, reason)] of files left out
+        .has_time_sources: bool                False for versions written before items recorded time_source
+                                               (their records read with time_source None)
         .image_path(id) -> Path                absolute path: manifest.sources[record.source] / record.path
         .caption(id) -> CaptionRecord          KeyError when unknown;  .captions(ids) -> list[CaptionRecord | None]
         .caption_texts(ids) -> list[str]        KeyError when one is unknown
@@ -141,7 +143,8 @@ class ImageRecord:
     window_size: int | None = None  # the tile size the window was cut for
     footprint: str | None = None  # GeoJSON geometry (EPSG:4326) of the item, georeferenced rasters only
     gsd: float | None = None  # ground sample distance, metres per pixel
-    time: str | None = None  # acquisition time from the file's metadata, else its mtime; ISO-8601 UTC
+    time: str | None = None  # acquisition time, ISO-8601 UTC (index.acquired)
+    time_source: str | None = None  # "metadata" | "filename" | "file_mtime"; None in versions written before it
 
     @property
     def scene_id(self) -> int:
@@ -170,6 +173,7 @@ class SceneRecord:
     gsd: float | None
     time: str | None
     items: int  # index items (tiles) of this scene
+    time_source: str | None = None  # as ImageRecord.time_source
 
 
 @dataclass(frozen=True)
@@ -200,13 +204,17 @@ def _image_record(row: tuple) -> ImageRecord:
     window = None if row[16] is None else (row[16], row[17], row[18], row[19])
     return ImageRecord(
         *row[:11], bbox=bbox, crs=row[15], window=window, window_size=row[20], footprint=row[21], gsd=row[22],
-        time=row[23],
+        time=row[23], time_source=row[24],
     )
 
 
 def _scene_record(row: tuple) -> SceneRecord:
     bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
     return SceneRecord(*row[:11], bbox, *row[15:])
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -265,6 +273,9 @@ class IndexVersion:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
+            self.has_time_sources = _has_column(self._db, "images", "time_source")
+            recorded = ", time_source" if self.has_time_sources else ", NULL"  # NULL: written before it existed
+            self._image_columns, self._scene_columns = IMAGE_COLUMNS + recorded, SCENE_COLUMNS + recorded
             self._load_profiles(path / PROFILES)
             self._check_counts()
         except (IndexIntegrityError, sqlite3.Error) as exc:
@@ -480,7 +491,7 @@ class IndexVersion:
         found: dict[int, ImageRecord] = {}
         for start in range(0, len(wanted), SQL_CHUNK):
             chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+            query = f"SELECT {self._image_columns} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
             found.update((row[0], _image_record(row)) for row in rows)
@@ -488,7 +499,7 @@ class IndexVersion:
 
     def all_images(self) -> list[ImageRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {IMAGE_COLUMNS} FROM images ORDER BY source, path").fetchall()
+            rows = self._db.execute(f"SELECT {self._image_columns} FROM images ORDER BY source, path").fetchall()
         return [_image_record(row) for row in rows]
 
     def image(self, image_id: int) -> ImageRecord:
@@ -549,7 +560,8 @@ class IndexVersion:
 
     def scene(self, scene_id: int) -> SceneRecord:
         with self._lock:
-            row = self._db.execute(f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id = ?", (int(scene_id),)).fetchone()
+            query = f"SELECT {self._scene_columns} FROM scenes WHERE id = ?"
+            row = self._db.execute(query, (int(scene_id),)).fetchone()
         if row is None:
             raise KeyError(scene_id)
         return _scene_record(row)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from index.job import run_update
 from index.layout import MANIFEST
+from index.report import NothingToIndexError
 from index.settings import IndexSettings, StoreConfig
 from index.store import IndexIntegrityError, IndexStore, read_manifest
 from posapl.checkpoint import CheckpointError
@@ -166,7 +167,11 @@ def _build_index_if_missing(settings: ServiceSettings, args: argparse.Namespace)
         max_pixels=settings.max_image_pixels,
     )
     print(f"building the index for {', '.join(map(str, args.images))} under {settings.index_root} …")
-    report = run_update(settings.index_root, index_settings, index_settings.store_config())
+    try:
+        report = run_update(settings.index_root, index_settings, index_settings.store_config())
+    except (NothingToIndexError, ValueError) as exc:  # nothing indexable, or a file given as an image folder
+        print(f"posapl serve: {exc}", file=sys.stderr)
+        return 2
     print(
         f"index version {report.version}: {report.counts.get('images', 0)} images, "
         f"{report.counts.get('captions', 0)} captions, {report.counts.get('skipped', 0)} skipped"

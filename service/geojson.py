@@ -59,6 +59,7 @@ def feature(hit: ImageHit, rank: int) -> dict[str, Any]:
             "thumbnail_url": hit.thumbnail_url,
             "gsd": hit.gsd,
             "time": hit.time,
+            "time_source": hit.time_source,
         },
     }
 

@@ -199,7 +199,12 @@ class ImageHit(BaseModel):
     window: WindowRef | None = Field(None, description="pixel window of the scene this item covers")
     footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326; null without georeferencing")
     gsd: float | None = Field(None, description="ground sample distance, metres per pixel")
-    time: str | None = Field(None, description="acquisition time stated by the file, else its mtime (ISO-8601)")
+    time: str | None = Field(
+        None, description="acquisition time (ISO-8601): from the file's metadata, else its name, else its mtime"
+    )
+    time_source: Literal["metadata", "filename", "file_mtime"] | None = Field(
+        None, description="where `time` comes from; null for an index version written before it was recorded"
+    )
 
 
 class SceneInfo(BaseModel):

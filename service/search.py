@@ -389,6 +389,7 @@ def image_hits(
                 footprint=rfc7946_geometry(record.footprint),
                 gsd=record.gsd,
                 time=record.time,
+                time_source=record.time_source,
             )
         )
     return hits

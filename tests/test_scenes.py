@@ -4,6 +4,7 @@ exact; a nightly update replaces a changed scene's tiles; bad scenes are reporte
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -118,9 +119,12 @@ def test_utm_and_wgs84_footprints_match_transform_bounds(scene_store) -> None:
             scene = version.scene(content_id(file_sha256(files[name])))
             assert scene.items == len(tiles) and scene.width == dataset.width
         utm = _tiles(version, files["utm"])[0]
-        assert utm.gsd == pytest.approx(10.0) and utm.window_size == TILE
+        assert utm.gsd == pytest.approx(10.0 / 0.9996, rel=1e-5) and utm.window_size == TILE  # central meridian
         wgs84 = _tiles(version, files["wgs84"])[0]
         assert 60 < wgs84.gsd < 100  # 0.001 degrees at 50 N: 111 m north-south, 72 m east-west
+        for tile in _tiles(version, files["cog"]):  # 2 m Web Mercator units: ground metres at each tile's centre
+            centre_lat = shapely.from_geojson(tile.footprint).centroid.y
+            assert tile.gsd == pytest.approx(2.0 * math.cos(math.radians(centre_lat)), rel=2e-3)
         assert utm.time is not None and utm.time.endswith("+00:00")
 
 

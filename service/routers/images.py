@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from index.store import ImageRecord, IndexVersion
+from index.vrt import is_vrt
 from service.errors import ServiceError, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
@@ -36,7 +37,15 @@ def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
 
 
 def _file(version: IndexVersion, image_id: int) -> Path:
-    return _item(version, image_id)[0]
+    return downloadable(_item(version, image_id)[0], f"image {image_id}")
+
+
+def downloadable(path: Path, what: str) -> Path:
+    """The file to send as the original; a VRT is refused: its XML names other files of the server, and is
+    no image without them (its pixels are at the view and overview URLs)."""
+    if is_vrt(path):
+        raise ServiceError(404, "no_original_file", f"{what} is a GDAL VRT mosaic of other files: no original to send")
+    return path
 
 
 async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:

@@ -16,7 +16,7 @@ from service.geo.winding import rfc7946_geometry
 from service.image_ids import SceneId
 from service.imaging import store_bands
 from service.overviews import OVERVIEW_SIZE, cached_overview, mercator_grid
-from service.routers.images import IMMUTABLE
+from service.routers.images import IMMUTABLE, downloadable
 from service.schemas import SceneInfo
 from service.state import ServiceState, get_state
 from service.strict import only_query_params
@@ -89,6 +89,6 @@ async def scene_overview(scene_id: SceneId, state: State) -> Response:
     summary="The original scene file",
 )
 async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
-    path = _path(state.live.snapshot(), scene_id)
+    path = downloadable(_path(state.live.snapshot(), scene_id), f"scene {scene_id}")
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
