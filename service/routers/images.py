@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from index.store import ImageRecord, IndexVersion
-from service.errors import ServiceError, image_responses
+from service.downloads import attachment, window_geotiff
+from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
 from service.state import ServiceState, get_state
@@ -34,10 +35,6 @@ def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
     return path, record
 
 
-def _file(version: IndexVersion, image_id: int) -> Path:
-    return _item(version, image_id)[0]
-
-
 async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
     version = state.live.snapshot()
     path, record = _item(version, image_id)
@@ -49,11 +46,21 @@ async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
 @router.get(
     "/{image_id}",
     response_class=FileResponse,
-    responses=image_responses("Original file"),
-    summary="The original image file",
+    responses={
+        **image_responses("The original file (byte ranges supported), or a tile's window as a GeoTIFF"),
+        **error_responses(413),
+    },
+    summary="The image file; for a tile of a scene, the tile's window as a georeferenced GeoTIFF",
 )
-async def image_original(image_id: ImageId, state: State) -> FileResponse:
-    path = _file(state.live.snapshot(), image_id)
+async def image_original(image_id: ImageId, state: State) -> Response:
+    """A whole image is its file as stored. A tile is its window of the scene (all bands, native type, the
+    window's transform), never the whole scene: that is at the scene's `/original`."""
+    version = state.live.snapshot()
+    path, record = _item(version, image_id)
+    if record.window is not None:
+        data, media_type = await asyncio.to_thread(window_geotiff, path, record.window, state.settings.max_image_pixels)
+        headers = {"Cache-Control": IMMUTABLE, "Content-Disposition": attachment(record.path, record.window)}
+        return Response(data, media_type=media_type, headers=headers)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
 
