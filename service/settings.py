@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,11 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        None,
+        description="base of every link in responses, as clients reach the service (e.g. behind a proxy: "
+        "https://search.example.org/posapl); none: the base URL of each request",
+    )
 
     batch_max_size: int = Field(32, ge=1, le=1024, description="most queries encoded in one forward pass")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a query waits for others to batch with")
@@ -88,6 +94,17 @@ class ServiceSettings(BaseSettings):
     onnx_text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch) or dynamic int8 (faster)"
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        """Links are built by appending routes, so the base must be an absolute http(s) URL without query."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("public_url must be an absolute http(s) URL without query or fragment")
+        return value.strip().rstrip("/")
 
     @field_validator("admin_token")
     @classmethod
