@@ -7,21 +7,26 @@ import json
 import mimetypes
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
+from pydantic import ValidationError
 
 from index.store import IndexVersion, SceneRecord
 from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import SceneId
 from service.imaging import render, store_bands
+from service.links import absolute, archive_path, scene_links
 from service.routers.images import IMMUTABLE
-from service.schemas import SceneInfo
+from service.scene_catalog import SceneCatalog, lonlat_box
+from service.schemas import SceneInfo, SceneList, SearchFilters
 from service.state import ServiceState, get_state
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
 State = Annotated[ServiceState, Depends(get_state)]
 OVERVIEW_SIZE = 1024
+MAX_PAGE = 1000
 
 
 def _scene(version: IndexVersion, scene_id: int) -> SceneRecord:
@@ -40,12 +45,12 @@ def _path(version: IndexVersion, scene_id: int) -> Path:
     return path
 
 
-@router.get("/{scene_id}", response_model=SceneInfo, responses=error_responses(404, 422, 503), summary="A scene")
-async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
-    scene = _scene(state.live.snapshot(), scene_id)
+def describe_scene(version: IndexVersion, scene: SceneRecord) -> SceneInfo:
+    """What clients learn about a scene, with absolute links."""
+    links = scene_links(scene.id)
     return SceneInfo(
         id=scene.id,
-        path=scene.path,
+        path=archive_path(version.manifest.sources, scene.source, scene.path),
         width=scene.width,
         height=scene.height,
         bands=scene.bands,
@@ -57,9 +62,63 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
         gsd=scene.gsd,
         time=scene.time,
         items=scene.items,
-        image_url=f"/v1/scenes/{scene.id}/original",
-        overview_url=f"/v1/scenes/{scene.id}/overview",
+        image_url=links["image_url"],
+        overview_url=links["overview_url"],
+        url=links["url"],
     )
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """The `bbox` parameter, checked by the same rules as the search filters' bbox."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4:
+        raise ServiceError(422, "invalid_request", "bbox must be four numbers west,south,east,north (EPSG:4326)")
+    try:
+        return SearchFilters(bbox=numbers).bbox
+    except ValidationError as exc:
+        raise ServiceError(422, "invalid_request", f"bbox: {exc.errors()[0]['msg']}") from None
+
+
+@router.get("", response_model=SceneList, responses=error_responses(422, 503), summary="List the scenes")
+async def list_scenes(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="scenes per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="scenes to skip (from `next_url` of the previous page)")] = 0,
+    bbox: Annotated[
+        str | None, Query(description="west,south,east,north in EPSG:4326: scenes whose footprint intersects it")
+    ] = None,
+) -> SceneList:
+    """Every indexed file (scene or small image) in archive order, a page at a time; with `bbox`, only the
+    georeferenced scenes whose footprint intersects the box."""
+    box = _bbox(bbox)
+    version = state.live.snapshot()
+    catalog = await asyncio.to_thread(SceneCatalog.of, version)
+    ids = catalog.meeting(lonlat_box(box) if box is not None else None)
+    page = [scene for scene in version.scenes(ids[offset : offset + limit]) if scene is not None]
+    next_url = None
+    if offset + limit < len(ids):
+        query = {"limit": limit, "offset": offset + limit, **({"bbox": bbox} if bbox is not None else {})}
+        next_url = absolute(f"{router.prefix}?{urlencode(query)}")
+    return SceneList(
+        scenes=[describe_scene(version, scene) for scene in page],
+        matched=len(ids),
+        limit=limit,
+        offset=offset,
+        next_url=next_url,
+        index_version=version.number,
+    )
+
+
+@router.get("/{scene_id}", response_model=SceneInfo, responses=error_responses(404, 422, 503), summary="A scene")
+async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
+    version = state.live.snapshot()
+    return describe_scene(version, _scene(version, scene_id))
 
 
 @router.get(
@@ -79,8 +138,12 @@ async def scene_overview(scene_id: SceneId, state: State) -> Response:
 @router.get(
     "/{scene_id}/original",
     response_class=FileResponse,
-    responses=image_responses("The file"),
-    summary="The original scene file",
+    responses={
+        **image_responses("The file (`Accept-Ranges: bytes`)"),
+        206: {"description": "The bytes a `Range` header asked for (`Content-Range` says which)"},
+        416: {"description": "The range lies beyond the end of the file"},
+    },
+    summary="The original scene file (byte ranges supported)",
 )
 async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
     path = _path(state.live.snapshot(), scene_id)
