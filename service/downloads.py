@@ -1,4 +1,5 @@
-"""A tile's download: its window of the scene as a GeoTIFF, not the whole scene file.
+"""Downloads: a tile as its window of the scene (a GeoTIFF, not the whole scene file), and whole files with
+byte ranges.
 
 The window is read with rasterio as the file stores it (every band, native data type, no stretch) and written
 with the window's own transform (`rasterio.windows.transform`), the scene's CRS, nodata, colour
@@ -8,8 +9,10 @@ The whole file stays available at `/v1/scenes/{id}/original`.
 
 from __future__ import annotations
 
+import mimetypes
 import warnings
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -18,11 +21,19 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window, transform
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from index.decode import PixelWindow
-from service.errors import ServiceError
+from service.errors import ErrorBody, ServiceError, error_response
 
 GEOTIFF = "image/tiff; application=geotiff"
+RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "The bytes a `Range` header asked for (`Content-Range` says which)"},
+    400: {"model": ErrorBody, "description": "A malformed `Range` header"},
+    416: {"model": ErrorBody, "description": "The range starts beyond the end of the file"},
+}
 
 
 def window_geotiff(path: Path, window: PixelWindow, max_pixels: int) -> tuple[bytes, str]:
@@ -70,3 +81,30 @@ def attachment(scene_path: str, window: PixelWindow) -> str:
     x, y, width, height = window
     name = f"{PurePosixPath(scene_path).stem}_x{x}_y{y}_{width}x{height}.tif"
     return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+
+
+class ArchiveFile(FileResponse):
+    """A file of the archive, with byte ranges (Starlette's FileResponse: 206, `Accept-Ranges: bytes`), whose
+    refusals of a bad `Range` header use the API's JSON error shape instead of Starlette's plain text."""
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        super().__init__(path, media_type=media_type, headers=headers, stat_result=path.stat())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Headers(scope=scope)
+        asked = request.get("range")
+        if asked is not None and "if-range" not in request and self.stat_result is not None:
+            size = self.stat_result.st_size
+            try:
+                self._parse_range_header(asked, size)
+            except MalformedRangeHeader as exc:
+                refusal = error_response(400, "invalid_range", f"{exc.content} (e.g. Range: bytes=0-1023)")
+                await refusal(scope, receive, send)
+                return
+            except RangeNotSatisfiable:
+                message = f"the range {asked[:60]!r} starts beyond the end of the file ({size} bytes)"
+                refusal = error_response(416, "range_not_satisfiable", message, {"Content-Range": f"bytes */{size}"})
+                await refusal(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

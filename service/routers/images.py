@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from index.store import ImageRecord, IndexVersion
-from service.downloads import attachment, window_geotiff
+from service.downloads import RANGE_RESPONSES, ArchiveFile, attachment, window_geotiff
 from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
@@ -49,6 +48,7 @@ async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
     responses={
         **image_responses("The original file (byte ranges supported), or a tile's window as a GeoTIFF"),
         **error_responses(413),
+        **RANGE_RESPONSES,
     },
     summary="The image file; for a tile of a scene, the tile's window as a georeferenced GeoTIFF",
 )
@@ -61,8 +61,7 @@ async def image_original(image_id: ImageId, state: State) -> Response:
         data, media_type = await asyncio.to_thread(window_geotiff, path, record.window, state.settings.max_image_pixels)
         headers = {"Cache-Control": IMMUTABLE, "Content-Disposition": attachment(record.path, record.window)}
         return Response(data, media_type=media_type, headers=headers)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+    return ArchiveFile(path, headers={"Cache-Control": IMMUTABLE})
 
 
 @router.get(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import mimetypes
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -14,6 +13,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
 from index.store import IndexVersion, SceneRecord
+from service.downloads import RANGE_RESPONSES, ArchiveFile
 from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import SceneId
 from service.imaging import render, store_bands
@@ -140,12 +140,9 @@ async def scene_overview(scene_id: SceneId, state: State) -> Response:
     response_class=FileResponse,
     responses={
         **image_responses("The file (`Accept-Ranges: bytes`)"),
-        206: {"description": "The bytes a `Range` header asked for (`Content-Range` says which)"},
-        416: {"description": "The range lies beyond the end of the file"},
+        **RANGE_RESPONSES,
     },
     summary="The original scene file (byte ranges supported)",
 )
 async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
-    path = _path(state.live.snapshot(), scene_id)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+    return ArchiveFile(_path(state.live.snapshot(), scene_id), headers={"Cache-Control": IMMUTABLE})
