@@ -105,7 +105,8 @@ def test_tile_download_is_its_window_as_geotiff(live: LiveServer, store: dict[st
                 assert response.headers["content-type"] == "image/tiff; application=geotiff"
                 assert len(response.content) < scene.stat().st_size
                 name = f"scene16_x{w['x']}_y{w['y']}_{w['width']}x{w['height']}.tif"
-                assert response.headers["content-disposition"] == f"attachment; filename*=UTF-8''{name}"
+                disposition = f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}"
+                assert response.headers["content-disposition"] == disposition
                 with MemoryFile(response.content) as memory, memory.open() as got:
                     assert got.crs == source.crs
                     assert got.transform == window_transform(box, source.transform)

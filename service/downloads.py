@@ -10,6 +10,7 @@ The whole file stays available at `/v1/scenes/{id}/original`.
 from __future__ import annotations
 
 import mimetypes
+import re
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -76,11 +77,12 @@ def window_geotiff(path: Path, window: PixelWindow, max_pixels: int) -> tuple[by
 
 
 def attachment(scene_path: str, window: PixelWindow) -> str:
-    """Content-Disposition naming the tile after its scene and window (`scene_x256_y0_256x256.tif`); the archive
-    name is untrusted text, so it travels percent-encoded (RFC 6266 `filename*`)."""
+    """Content-Disposition naming the tile after its scene and window (`scene_x256_y0_256x256.tif`). The archive
+    name is untrusted text: it travels percent-encoded (RFC 6266 `filename*`), with a plain-ASCII fallback."""
     x, y, width, height = window
     name = f"{PurePosixPath(scene_path).stem}_x{x}_y{y}_{width}x{height}.tif"
-    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class ArchiveFile(FileResponse):

@@ -82,7 +82,8 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     try:
         return SearchFilters(bbox=numbers).bbox
     except ValidationError as exc:
-        raise ServiceError(422, "invalid_request", f"bbox: {exc.errors()[0]['msg']}") from None
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ServiceError(422, "invalid_request", reason) from None
 
 
 @router.get("", response_model=SceneList, responses=error_responses(422, 503), summary="List the scenes")
