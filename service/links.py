@@ -72,7 +72,7 @@ def folder_labels(sources: tuple[str, ...]) -> tuple[str, ...]:
     the shortest trailing part of the folder's location that no other folder shares."""
     if len(sources) <= 1:
         return ("",) * len(sources)
-    parts = [PurePosixPath(source).parts[1:] or ("root",) for source in sources]
+    parts = [tuple(p for p in PurePosixPath(source).parts if p != "/") or ("root",) for source in sources]
     depth = [1] * len(parts)
     while True:
         labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]

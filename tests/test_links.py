@@ -17,6 +17,7 @@ def test_folders_are_named_by_the_shortest_part_no_other_shares() -> None:
     assert folder_labels(("/data/imagery", "/data/scenes")) == ("imagery", "scenes")
     assert folder_labels(("/srv/a/images", "/srv/b/images", "/srv/c/scenes")) == ("a/images", "b/images", "scenes")
     assert folder_labels(("/n/x/images", "/s/x/images")) == ("n/x/images", "s/x/images")
+    assert folder_labels(("imagery", "old/imagery")) == ("imagery", "old/imagery")
     sources = ["/srv/a/images", "/srv/b/images"]
     assert archive_path(sources, 0, "same.jpg") != archive_path(sources, 1, "same.jpg")
 
