@@ -23,8 +23,8 @@ def free_port() -> int:
 class LiveServer:
     """`uvicorn --factory service.app:app_from_env` with settings passed as POSAPL_* environment variables."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, tmpdir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, tmpdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.tmpdir = tmpdir
@@ -104,14 +104,15 @@ def model_env(tiny_arch_file: Path) -> dict[str, str]:
     }
 
 
-def build_index(root: Path, images: Path, captions: Path, tiny_arch_file: Path) -> None:
-    """Build or update the store at `root` with the index package's own job (what `posapl index build` runs)."""
+def build_index(root: Path, images: Path | list[Path], captions: Path, tiny_arch_file: Path) -> None:
+    """Build or update the store at `root` with the index package's own job (what `posapl index build` runs);
+    `images` is one archive folder or several."""
     from index.job import run_update
     from index.settings import IndexSettings
 
     settings = IndexSettings(
         root=root,
-        images=[images],
+        images=[images] if isinstance(images, Path) else images,
         captions=[captions],
         pretrained="random",
         arch=str(tiny_arch_file),

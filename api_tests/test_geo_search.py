@@ -126,7 +126,8 @@ def test_geojson_output_is_valid_and_footprints_match_rasterio(geo: httpx.Client
         footprint = shapely.geometry.shape(feature["geometry"])
         assert footprint.bounds == pytest.approx(wgs84_bounds(images / name), abs=1e-7), name
         props = feature["properties"]
-        assert props["image_url"] == f"/v1/images/{feature['id']}" and props["view_url"].endswith("/view")
+        assert props["image_url"] == f"{str(geo.base_url).rstrip('/')}/v1/images/{feature['id']}"
+        assert props["view_url"].endswith("/view")
         assert props["thumbnail_url"].endswith("/thumbnail") and props["scene_id"]
         assert (props["window_x"], props["window_y"], props["window_width"]) == (0, 0, SIZE)
         assert props["time"].startswith(RASTERS[name][4][:4]) and props["gsd"] > 0

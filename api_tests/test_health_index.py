@@ -66,6 +66,7 @@ def test_openapi_lists_every_endpoint(client: httpx.Client) -> None:
         "/readyz",
         "/metrics",
         "/v1/admin/reload",
+        "/v1/scenes",
     }
     assert set(paths["/v1/search/text"]) == {"get", "post"}
     assert client.get("/docs").status_code == 200

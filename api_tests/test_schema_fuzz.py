@@ -38,6 +38,7 @@ OPERATIONS = [
     "GET /metrics",
     "POST /v1/admin/reload",
     "GET /v1/images/{image_id}/view",
+    "GET /v1/scenes",
     "GET /v1/scenes/{scene_id}",
     "GET /v1/scenes/{scene_id}/overview",
     "GET /v1/scenes/{scene_id}/original",

@@ -27,8 +27,9 @@ def test_text_search_returns_k_ranked_images(client: httpx.Client, method: str) 
     scores = [hit["score"] for hit in results]
     assert scores == sorted(scores, reverse=True)
     hit = results[0]
-    assert hit["image_url"] == f"/v1/images/{hit['id']}"
-    assert hit["thumbnail_url"] == f"/v1/images/{hit['id']}/thumbnail"
+    base = str(client.base_url).rstrip("/")  # links are absolute, on the address the request was sent to
+    assert hit["image_url"] == f"{base}/v1/images/{hit['id']}"
+    assert hit["thumbnail_url"] == f"{base}/v1/images/{hit['id']}/thumbnail"
     assert hit["path"].endswith(".jpg") and hit["width"] == 224 and hit["height"] == 224
     timings = body["timings_ms"]
     assert set(timings) == {"pos", "encode", "search", "rerank", "total"}

@@ -40,6 +40,8 @@ Contract (names are stable; see index.layout for the files):
         .caption_profiles(ids) -> (N,P)        re-ranking profile of each caption against the image archive
                                                (KeyError for an unknown id, -1 included; P = 0 and
                                                manifest.raw["profiles"]["method"] is None when none were built)
+        .scene(id) -> SceneRecord              KeyError when unknown;  .scenes(ids) -> list[SceneRecord | None]
+        .scene_footprints() -> [(id, GeoJSON text | None)] of every scene, in archive order (folder, path)
         .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
 
     Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
@@ -565,6 +567,23 @@ class IndexVersion:
         if row is None:
             raise KeyError(scene_id)
         return _scene_record(row)
+
+    def scenes(self, ids: list[int] | np.ndarray) -> list[SceneRecord | None]:
+        """The scenes of `ids`, in that order (None for an unknown id)."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, SceneRecord] = {}
+        for start in range(0, len(wanted), SQL_CHUNK):
+            chunk = wanted[start : start + SQL_CHUNK]
+            query = f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                rows = self._db.execute(query, chunk).fetchall()
+            found.update((row[0], _scene_record(row)) for row in rows)
+        return [found.get(i) for i in wanted]
+
+    def scene_footprints(self) -> list[tuple[int, str | None]]:
+        """(id, GeoJSON footprint in EPSG:4326 or None) of every scene, in archive order (folder, then path)."""
+        with self._lock:
+            return self._db.execute("SELECT id, footprint FROM scenes ORDER BY source, path").fetchall()
 
     def ids_in_area(
         self, bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None

@@ -57,6 +57,7 @@ def feature(hit: ImageHit, rank: int) -> dict[str, Any]:
             "image_url": hit.image_url,
             "view_url": hit.view_url,
             "thumbnail_url": hit.thumbnail_url,
+            "scene_url": hit.scene_url,
             "gsd": hit.gsd,
             "time": hit.time,
             "time_source": hit.time_source,

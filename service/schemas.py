@@ -172,8 +172,9 @@ class TextSearchRequest(BaseModel):
 
 class SceneRef(BaseModel):
     id: int = Field(..., description="scene id (content id of the file the item comes from); GET /v1/scenes/{id}")
-    path: str = Field(..., description="the scene file, relative to the archive folder it was indexed from")
-    url: str = Field("", description="/v1/scenes/{id} (ids exceed JavaScript's exact integers: use this)")
+    path: str = Field(..., description="the scene file, as `path` of a hit")
+    url: str = Field("", description="its metadata, GET /v1/scenes/{id} (ids exceed JavaScript's exact integers: "
+                     "use this)")
 
 
 class WindowRef(BaseModel):
@@ -187,15 +188,25 @@ class WindowRef(BaseModel):
 class ImageHit(BaseModel):
     id: int = Field(..., description="stable image id (from the content hash)")
     score: float
-    path: str = Field(..., description="path relative to the archive folder it was indexed from")
+    path: str = Field(
+        ...,
+        description="path relative to the archive folder it was indexed from; when the index has several "
+        "folders, it starts with the folder's name (e.g. `a/images/x.tif` beside `b/images/x.tif`)",
+    )
     width: int
     height: int
-    image_url: str
+    image_url: str = Field(
+        ...,
+        description="absolute URL of the file; for a tile, its window as a GeoTIFF (all bands, native type)",
+    )
     thumbnail_url: str
     bbox: list[float] | None = None
     crs: str | None = None
     view_url: str = Field("", description="the item as every browser shows it (PNG rendering of TIFF and tiles)")
     scene: SceneRef | None = None
+    scene_url: str | None = Field(
+        None, description="for a tile: absolute URL of the whole scene file it was cut from; null otherwise"
+    )
     window: WindowRef | None = Field(None, description="pixel window of the scene this item covers")
     footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326; null without georeferencing")
     gsd: float | None = Field(None, description="ground sample distance, metres per pixel")
@@ -209,7 +220,7 @@ class ImageHit(BaseModel):
 
 class SceneInfo(BaseModel):
     id: int
-    path: str
+    path: str = Field(..., description="the file, as `path` of a hit")
     width: int
     height: int
     bands: int
@@ -221,13 +232,25 @@ class SceneInfo(BaseModel):
     gsd: float | None
     time: str | None
     items: int = Field(..., description="index items (tiles) of this scene")
-    image_url: str
+    image_url: str = Field(..., description="absolute URL of the whole file (byte ranges supported)")
     overview_url: str
     overview_bounds: list[float] | None = Field(
         None,
         description="[west, south, east, north] in degrees of the overview image (Web Mercator): place it on "
         "these bounds on a Web Mercator map; null when the scene is not georeferenced (the overview is unwarped)",
     )
+    url: str = Field("", description="absolute URL of this scene's metadata, GET /v1/scenes/{id}")
+
+
+class SceneList(BaseModel):
+    """One page of the scenes listing, in archive order (folder, then path)."""
+
+    scenes: list[SceneInfo]
+    matched: int = Field(..., description="scenes that match the bbox (all scenes without one)")
+    limit: int
+    offset: int
+    next_url: str | None = Field(None, description="absolute URL of the next page; null on the last page")
+    index_version: int
 
 
 RerankNote = Annotated[str | None, Field(description="why the requested re-ranking was not applied; else null")]
@@ -277,6 +300,20 @@ class ImageTimings(BaseModel):
     total: float
 
 
+class UploadStretch(BaseModel):
+    """How a non-8-bit upload was scaled to 8 bits before encoding."""
+
+    source: Literal["scene", "own", "none"] = Field(
+        ...,
+        description="scene: the stretch of the indexed scene the georeferenced upload lies in (same CRS, bands "
+        "and type), as its tiles were indexed; own: percentiles of the upload's own values; none: 8-bit data",
+    )
+    scene_id: int | None = Field(None, description="the scene whose stretch was applied")
+    scene_url: str | None = Field(None, description="absolute URL of that scene's metadata")
+    low: float | None = Field(None, description="value mapped to 0")
+    high: float | None = Field(None, description="value mapped to 255")
+
+
 class ImageSearchResponse(BaseModel):
     width: int = Field(..., description="size of the decoded upload (first frame)")
     height: int
@@ -291,6 +328,7 @@ class ImageSearchResponse(BaseModel):
     captions_note: str | None = Field(
         None, description="why `captions` is empty: the index has no caption bank (null when it has one)"
     )
+    stretch: UploadStretch | None = Field(None, description="how the upload was scaled to 8 bits")
     rerank_note: RerankNote = None
     dedupe_note: DedupeNote = None
 

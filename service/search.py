@@ -28,6 +28,7 @@ from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
 from service.filters import matching_ids
 from service.geo.winding import rfc7946_geometry
+from service.links import archive_path, image_links, scene_links
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.overlaps import keep_distinct
@@ -372,19 +373,20 @@ def image_hits(
     for image_id, score, record in zip(ids, scores, records, strict=True):
         if record is None:
             continue
+        path = archive_path(version.manifest.sources, record.source, record.path)
+        scene = scene_links(record.scene_id)
         hits.append(
             ImageHit(
                 id=int(image_id),
                 score=float(score),
-                path=record.path,
+                path=path,
                 width=record.width,
                 height=record.height,
-                image_url=f"/v1/images/{int(image_id)}",
-                thumbnail_url=f"/v1/images/{int(image_id)}/thumbnail",
+                **image_links(int(image_id)),
                 bbox=list(record.bbox) if record.bbox is not None else None,
                 crs=record.crs,
-                view_url=f"/v1/images/{int(image_id)}/view",
-                scene=SceneRef(id=record.scene_id, path=record.path, url=f"/v1/scenes/{record.scene_id}"),
+                scene=SceneRef(id=record.scene_id, path=path, url=scene["url"]),
+                scene_url=scene["image_url"] if record.window is not None else None,
                 window=_window(record),
                 footprint=rfc7946_geometry(record.footprint),
                 gsd=record.gsd,

@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        None,
+        description="base of every link in responses, as clients reach the service (e.g. behind a proxy: "
+        "https://search.example.org/posapl); none: the base URL of each request",
+    )
 
     batch_max_size: int = Field(32, ge=1, le=1024, description="most queries encoded in one forward pass")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a query waits for others to batch with")
@@ -114,6 +119,17 @@ class ServiceSettings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9.\-:]*(\{s\}[A-Za-z0-9.\-:]*)?", parts.netloc):
             raise ValueError("map_tiles' host may hold only a {s} subdomain placeholder")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        """Links are built by appending routes, so the base must be an absolute http(s) URL without query."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("public_url must be an absolute http(s) URL without query or fragment")
+        return value.strip().rstrip("/")
 
     @field_validator("admin_token")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,8 @@ from fastapi.responses import FileResponse, Response
 
 from index.store import ImageRecord, IndexVersion
 from index.vrt import is_vrt
-from service.errors import ServiceError, image_responses
+from service.downloads import RANGE_RESPONSES, ArchiveFile, attachment, window_geotiff
+from service.errors import ServiceError, error_responses, image_responses
 from service.image_ids import ImageId
 from service.imaging import THUMBNAIL_SIZE, VIEW_SIZE, Rendered, render, store_bands
 from service.state import ServiceState, get_state
@@ -36,10 +36,6 @@ def _item(version: IndexVersion, image_id: int) -> tuple[Path, ImageRecord]:
     return path, record
 
 
-def _file(version: IndexVersion, image_id: int) -> Path:
-    return downloadable(_item(version, image_id)[0], f"image {image_id}")
-
-
 def downloadable(path: Path, what: str) -> Path:
     """The file to send as the original; a VRT is refused: its XML names other files of the server, and is
     no image without them (its pixels are at the view and overview URLs)."""
@@ -59,13 +55,23 @@ async def _render(state: ServiceState, image_id: int, size: int) -> Rendered:
 @router.get(
     "/{image_id}",
     response_class=FileResponse,
-    responses=image_responses("Original file"),
-    summary="The original image file",
+    responses={
+        **image_responses("The original file (byte ranges supported), or a tile's window as a GeoTIFF"),
+        **error_responses(413),
+        **RANGE_RESPONSES,
+    },
+    summary="The image file; for a tile of a scene, the tile's window as a georeferenced GeoTIFF",
 )
-async def image_original(image_id: ImageId, state: State) -> FileResponse:
-    path = _file(state.live.snapshot(), image_id)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+async def image_original(image_id: ImageId, state: State) -> Response:
+    """A whole image is its file as stored. A tile is its window of the scene (all bands, native type, the
+    window's transform), never the whole scene: that is at the scene's `/original`."""
+    version = state.live.snapshot()
+    path, record = _item(version, image_id)
+    if record.window is not None:
+        data, media_type = await asyncio.to_thread(window_geotiff, path, record.window, state.settings.max_image_pixels)
+        headers = {"Cache-Control": IMMUTABLE, "Content-Disposition": attachment(record.path, record.window)}
+        return Response(data, media_type=media_type, headers=headers)
+    return ArchiveFile(downloadable(path, f"image {image_id}"), headers={"Cache-Control": IMMUTABLE})
 
 
 @router.get(

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
+from pydantic import ValidationError
 
 from index.store import IndexVersion, SceneRecord
+from service.downloads import RANGE_RESPONSES, ArchiveFile
 from service.errors import ServiceError, error_responses, image_responses
 from service.geo.winding import rfc7946_geometry
 from service.image_ids import SceneId
 from service.imaging import store_bands
+from service.links import absolute, archive_path, scene_links
 from service.overviews import OVERVIEW_SIZE, cached_overview, mercator_grid
 from service.routers.images import IMMUTABLE, downloadable
-from service.schemas import SceneInfo
+from service.scene_catalog import SceneCatalog, lonlat_box
+from service.schemas import SceneInfo, SceneList, SearchFilters
 from service.state import ServiceState, get_state
 from service.strict import only_query_params
 
-router = APIRouter(prefix="/v1/scenes", tags=["scenes"], dependencies=[Depends(only_query_params())])
+router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
 State = Annotated[ServiceState, Depends(get_state)]
+NO_PARAMS = [Depends(only_query_params())]
+MAX_PAGE = 1000
 
 
 def _scene(version: IndexVersion, scene_id: int) -> SceneRecord:
@@ -41,13 +47,13 @@ def _path(version: IndexVersion, scene_id: int) -> Path:
     return path
 
 
-@router.get("/{scene_id}", response_model=SceneInfo, responses=error_responses(404, 422, 503), summary="A scene")
-async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
-    scene = _scene(state.live.snapshot(), scene_id)
+def describe_scene(version: IndexVersion, scene: SceneRecord) -> SceneInfo:
+    """What clients learn about a scene, with absolute links."""
+    links = scene_links(scene.id)
     grid = mercator_grid(scene)
     return SceneInfo(
         id=scene.id,
-        path=scene.path,
+        path=archive_path(version.manifest.sources, scene.source, scene.path),
         width=scene.width,
         height=scene.height,
         bands=scene.bands,
@@ -59,15 +65,83 @@ async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
         gsd=scene.gsd,
         time=scene.time,
         items=scene.items,
-        image_url=f"/v1/scenes/{scene.id}/original",
-        overview_url=f"/v1/scenes/{scene.id}/overview",
+        image_url=links["image_url"],
+        overview_url=links["overview_url"],
         overview_bounds=list(grid.lonlat_bounds()) if grid is not None else None,
+        url=links["url"],
     )
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """The `bbox` parameter, checked by the same rules as the search filters' bbox."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 4:
+        raise ServiceError(422, "invalid_request", "bbox must be four numbers west,south,east,north (EPSG:4326)")
+    try:
+        return SearchFilters(bbox=numbers).bbox
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ServiceError(422, "invalid_request", reason) from None
+
+
+@router.get(
+    "",
+    response_model=SceneList,
+    responses=error_responses(422, 503),
+    summary="List the scenes",
+    dependencies=[Depends(only_query_params("limit", "offset", "bbox"))],
+)
+async def list_scenes(
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="scenes per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="scenes to skip (from `next_url` of the previous page)")] = 0,
+    bbox: Annotated[
+        str | None, Query(description="west,south,east,north in EPSG:4326: scenes whose footprint intersects it")
+    ] = None,
+) -> SceneList:
+    """Every indexed file (scene or small image) in archive order, a page at a time; with `bbox`, only the
+    georeferenced scenes whose footprint intersects the box."""
+    box = _bbox(bbox)
+    version = state.live.snapshot()
+    catalog = await asyncio.to_thread(SceneCatalog.of, version)
+    ids = catalog.meeting(lonlat_box(box) if box is not None else None)
+    page = [scene for scene in version.scenes(ids[offset : offset + limit]) if scene is not None]
+    next_url = None
+    if offset + limit < len(ids):
+        query = {"limit": limit, "offset": offset + limit, **({"bbox": bbox} if bbox is not None else {})}
+        next_url = absolute(f"{router.prefix}?{urlencode(query)}")
+    return SceneList(
+        scenes=[describe_scene(version, scene) for scene in page],
+        matched=len(ids),
+        limit=limit,
+        offset=offset,
+        next_url=next_url,
+        index_version=version.number,
+    )
+
+
+@router.get(
+    "/{scene_id}",
+    response_model=SceneInfo,
+    responses=error_responses(404, 422, 503),
+    summary="A scene",
+    dependencies=NO_PARAMS,
+)
+async def scene_info(scene_id: SceneId, state: State) -> SceneInfo:
+    version = state.live.snapshot()
+    return describe_scene(version, _scene(version, scene_id))
 
 
 @router.get(
     "/{scene_id}/overview",
     response_class=Response,
+    dependencies=NO_PARAMS,
     responses=image_responses("PNG"),
     summary=f"The whole scene as an RGBA PNG in Web Mercator (EPSG:3857), at most {OVERVIEW_SIZE} px a side, "
     "to place on `overview_bounds`; rendered once per index version (X-Cache: miss, then hit)",
@@ -85,10 +159,13 @@ async def scene_overview(scene_id: SceneId, state: State) -> Response:
 @router.get(
     "/{scene_id}/original",
     response_class=FileResponse,
-    responses=image_responses("The file"),
-    summary="The original scene file",
+    dependencies=NO_PARAMS,
+    responses={
+        **image_responses("The file (`Accept-Ranges: bytes`)"),
+        **RANGE_RESPONSES,
+    },
+    summary="The original scene file (byte ranges supported)",
 )
 async def scene_original(scene_id: SceneId, state: State) -> FileResponse:
     path = downloadable(_path(state.live.snapshot(), scene_id), f"scene {scene_id}")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+    return ArchiveFile(path, headers={"Cache-Control": IMMUTABLE})

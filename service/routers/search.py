@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from service.chips import with_scene_stretch
 from service.decimal_ints import canonical_int
 from service.errors import ServiceError, error_responses
 from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
@@ -242,7 +243,11 @@ async def search_image(request: Request, state: State, format: Format = None) ->
             422, "invalid_request", f"rerank must be one of {', '.join(RERANK_METHODS)}, got {method[:40]!r}"
         )
     started = time.perf_counter()
-    decoded = await asyncio.to_thread(decode_upload, bytes(upload.data), settings.max_image_pixels, bands)
+    data = bytes(upload.data)
+    decoded = await asyncio.to_thread(decode_upload, data, settings.max_image_pixels, bands)
+    decoded, stretch = await asyncio.to_thread(
+        with_scene_stretch, state.live.snapshot(), data, decoded, settings.max_image_pixels
+    )
     image = decoded.image
     decode_ms = (time.perf_counter() - started) * 1000.0
     dedupe = _form_bool(form.fields, "dedupe_overlaps", True)
@@ -260,6 +265,7 @@ async def search_image(request: Request, state: State, format: Format = None) ->
         timings_ms=ImageTimings(**outcome.timings_ms),
         preview=preview,
         captions_note=None if outcome.captions else NO_CAPTION_BANK,
+        stretch=stretch,
         rerank_note=outcome.rerank_note,
         dedupe_note=outcome.dedupe_note,
     )
