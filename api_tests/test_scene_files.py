@@ -199,7 +199,8 @@ def test_scenes_listing_pages_through_every_scene(live: LiveServer, store: dict[
     assert {s["id"]: s["path"] for s in seen} == expected
     scene = next(s for s in seen if s["path"].endswith("scene16.tif"))
     assert (scene["width"], scene["height"], scene["bands"], scene["dtype"]) == (672, 448, 4, "uint16")
-    assert scene["crs"] == SCENE_CRS and scene["items"] == 8 and scene["gsd"] == pytest.approx(2.0)
+    # ground metres: 2 m of UTM grid on the central meridian is 2 / 0.9996 m on the ground (the scale factor)
+    assert scene["crs"] == SCENE_CRS and scene["items"] == 8 and scene["gsd"] == pytest.approx(2 / 0.9996, rel=1e-4)
     assert scene["time"] and shapely.geometry.shape(scene["footprint"]).is_valid
     for key in ("url", "image_url", "overview_url"):
         assert httpx.get(scene[key], timeout=60).status_code == 200
