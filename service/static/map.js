@@ -39,9 +39,11 @@
   }
 
   // Lines every `step` degrees: the finest round step that keeps lines at least MIN_LINE_PX apart, so that
-  // their labels (at the view's top for longitudes, left for latitudes) do not run into each other.
+  // their labels (at the view's top for longitudes, right for latitudes: the zoom buttons are left) do not
+  // run into each other.
   const STEPS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30];
   const MIN_LINE_PX = 90;
+  const LABEL_MARGIN_PX = 40; // a longitude label centred nearer the left edge would be cut off
 
   function drawGraticule() {
     const map = state.map;
@@ -54,18 +56,22 @@
     const west = clamp(Math.floor(view.getWest() / step) * step, -180, 180);
     const east = clamp(Math.ceil(view.getEast() / step) * step, -180, 180);
     const top = clamp(view.getNorth(), -90, 90);
-    const left = clamp(view.getWest(), -180, 180);
+    const right = clamp(view.getEast(), -180, 180);
     const style = { color: "#9fb3c2", weight: 0.6, interactive: false, pane: "graticule" };
     state.graticule.clearLayers();
     for (let i = 0; west + i * step <= east + step / 1e6; i += 1) {
       const lon = round(west + i * step);
       state.graticule.addLayer(L.polyline([[south, lon], [north, lon]], style));
-      if (lon > left) state.graticule.addLayer(label([top, lon], degrees(lon, decimals, "E", "W"), "graticule-label lon", "degrees"));
+      if (map.latLngToContainerPoint([top, lon]).x > LABEL_MARGIN_PX) {
+        state.graticule.addLayer(label([top, lon], degrees(lon, decimals, "E", "W"), "graticule-label lon", "degrees"));
+      }
     }
     for (let i = 0; south + i * step <= north + step / 1e6; i += 1) {
       const lat = round(south + i * step);
       state.graticule.addLayer(L.polyline([[lat, west], [lat, east]], style));
-      if (lat < top) state.graticule.addLayer(label([lat, left], degrees(lat, decimals, "N", "S"), "graticule-label lat", "degrees"));
+      if (lat < top) {
+        state.graticule.addLayer(label([lat, right], degrees(lat, decimals, "N", "S"), "graticule-label lat", "degrees"));
+      }
     }
   }
 
