@@ -6,8 +6,8 @@ Time filters and the map's dates are only as good as this time, so every item re
 1. ``metadata``: what the file states: GDAL tags ``ACQUISITIONDATETIME``, ``ACQUISITION_DATETIME``,
    ``ACQUISITION_DATE``, ``DATE_ACQUIRED`` (default and ``IMAGERY`` domains), ``TIFFTAG_DATETIME``, or EXIF
    ``DateTimeOriginal`` / ``DateTime``;
-2. ``filename``: the first date in the file's name that stands as a token of its own (between ``_ - .`` or
-   the ends of the name): ``YYYYMMDDTHHMMSS`` as Sentinel-2 writes it
+2. ``filename``: the first valid date (years 1960-2099) in the file's name that stands as a token of its own
+   (between ``_ - .`` or the ends of the name): ``YYYYMMDDTHHMMSS`` as Sentinel-2 writes it
    (``S2A_MSIL1C_20200513T184921_N0209_R113_T10SEG_20200513T220301`` → 2020-05-13T18:49:21Z) or ``YYYYMMDD``
    as Landsat does (``LC08_L1TP_044034_20200513_20200820_02_T1`` → 2020-05-13). Product names put the
    acquisition first and the processing date after it, so the first date is taken;
