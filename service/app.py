@@ -22,7 +22,7 @@ from posapl.model import POSAPL
 from service.errors import install_error_handlers
 from service.json_body import JsonBodyLimit
 from service.metrics import ServiceMetrics
-from service.routers import admin, health, images, scenes, search
+from service.routers import admin, feedback, health, images, scenes, search
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
@@ -89,7 +89,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
-    for module in (search, images, scenes, health, admin):
+    for module in (search, feedback, images, scenes, health, admin):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
