@@ -42,6 +42,8 @@ OPERATIONS = [
     "GET /v1/scenes/{scene_id}",
     "GET /v1/scenes/{scene_id}/overview",
     "GET /v1/scenes/{scene_id}/original",
+    "GET /v1/items/{image_id}/similar",
+    "POST /v1/search/feedback",
 ]
 
 
@@ -55,7 +57,7 @@ def test_schema_covers_every_operation(live_schema: schemathesis.BaseSchema) -> 
     assert labels == set(OPERATIONS)
 
 
-WITH_INPUT = OPERATIONS[:5]
+WITH_INPUT = [*OPERATIONS[:5], "GET /v1/items/{image_id}/similar", "POST /v1/search/feedback"]
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in WITH_INPUT
 ]

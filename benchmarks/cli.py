@@ -41,6 +41,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
     "soak": ("benchmarks.soak", "minutes of mixed load with index updates and swaps: errors, p50/p95, server RSS"),
     "runtime-agreement": ("benchmarks.runtime_agreement", "int8 vs fp32 ONNX text tower: top-10 overlap, cosine, mR"),
+    "feedback": (
+        "benchmarks.feedback",
+        "relevance feedback (rocchio, probe) vs the static similar list: class images found among 60 reviewed",
+    ),
 }
 
 

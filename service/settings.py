@@ -106,6 +106,13 @@ class ServiceSettings(BaseSettings):
     onnx_text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch) or dynamic int8 (faster)"
     )
+    feedback_max_labels: int = Field(
+        1000, ge=1, description="most positive plus negative ids one feedback search may label (each is one vector "
+        "fetched and, for `probe`, one training row)"
+    )
+    feedback_background: int = Field(
+        1000, ge=1, description="archive items a `probe` feedback search samples as background negatives"
+    )
 
     @field_validator("map_tiles")
     @classmethod

@@ -1,0 +1,101 @@
+"""Similar items of a stored item, and relevance-feedback search (find more like these, less like those).
+
+Both take the text search's filters and formats: the GET filters are parsed by the text route's own parser,
+and JSON or GeoJSON is chosen the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from service.errors import ServiceError, error_responses
+from service.feedback import search as pipelines
+from service.feedback.schemas import FeedbackRequest, FeedbackResponse, FeedbackTimings, SimilarResponse
+from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
+from service.image_ids import ImageId
+from service.json_body import JsonRoute
+from service.routers.search import Format, _get_filters, require_canonical_k, require_utf8_query_string
+from service.state import ServiceState, get_state
+
+router = APIRouter(tags=["feedback"], route_class=JsonRoute)
+State = Annotated[ServiceState, Depends(get_state)]
+SIMILAR_PARAMS = ("k", "bbox", "time_from", "time_to", "dedupe_overlaps", "format")
+
+
+def reject_unknown_similar_params(request: Request) -> None:
+    """A misspelt filter must not be ignored silently: the client would believe its results were filtered."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
+    unknown = sorted({name for name in names if name not in SIMILAR_PARAMS})
+    if unknown:
+        raise ServiceError(
+            422,
+            "unknown_parameter",
+            f"unknown query parameter(s) {', '.join(repr(name[:40]) for name in unknown[:5])}; "
+            f"GET /v1/items/{{id}}/similar takes {', '.join(SIMILAR_PARAMS)}",
+        )
+
+
+@router.get(
+    "/v1/items/{image_id}/similar",
+    response_model=SimilarResponse,
+    responses={**error_responses(404, 422, 503), **RESPONSE_DOC},
+    summary="Items nearest to a stored item",
+    dependencies=[
+        Depends(require_utf8_query_string), Depends(reject_unknown_similar_params), Depends(require_canonical_k)
+    ],
+)
+async def similar_items(
+    image_id: ImageId,
+    state: State,
+    request: Request,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat in EPSG:4326")] = None,
+    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
+    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
+    dedupe_overlaps: bool = True,
+    format: Format = None,
+) -> SimilarResponse | Response:
+    """Ranks the archive with the item's stored vector (nothing is uploaded or re-encoded); the item itself
+    is never among the results."""
+    geojson = wants_geojson(request, format)
+    filters = _get_filters(bbox, time_from, time_to)
+    page, version, matched = await pipelines.similar(state.searcher, image_id, k, filters, dedupe_overlaps)
+    if geojson:
+        return feature_collection(page.hits)
+    return SimilarResponse(
+        item_id=image_id, results=page.hits, index_version=version, matched=matched, dedupe_note=page.dedupe_note
+    )
+
+
+@router.post(
+    "/v1/search/feedback",
+    response_model=FeedbackResponse,
+    responses={**error_responses(400, 422, 503), **RESPONSE_DOC},
+    summary="Search with relevance feedback (rocchio or probe)",
+)
+async def search_feedback(
+    body: FeedbackRequest, state: State, request: Request, format: Format = None
+) -> FeedbackResponse | Response:
+    """One query vector from the labelled items (and the optional text), ranked over the candidates; labelled
+    items never come back. Page with `offset`."""
+    geojson = wants_geojson(request, format)
+    outcome = await pipelines.feedback(state.searcher, body)
+    if geojson:
+        return feature_collection(outcome.page.hits)
+    return FeedbackResponse(
+        method=body.method,
+        results=outcome.page.hits,
+        offset=body.offset,
+        index_version=outcome.version,
+        matched=outcome.matched,
+        background=outcome.background,
+        note=outcome.note,
+        dedupe_note=outcome.page.dedupe_note,
+        timings_ms=FeedbackTimings(**outcome.timings_ms),
+    )
