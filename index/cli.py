@@ -14,6 +14,7 @@ from pathlib import Path
 
 from index.layout import LAST_RUN
 from index.publish import StoreBusyError, rollback, store_lock
+from index.run_report import RunReport, summary
 from index.settings import IndexSettings, StoreConfig
 from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
@@ -50,14 +51,8 @@ def _fail(command: str, exc: BaseException) -> int:
     return EXIT_BUSY if isinstance(exc, StoreBusyError) else EXIT_FAILED
 
 
-def _print_report(report) -> None:
-    counts = report.counts
-    what = "published version" if report.status == "published" else "nothing changed; live version stays"
-    print(
-        f"{what} {report.version}: {counts['images']} images ({counts['new']} new, {counts['removed']} removed, "
-        f"{counts['resumed']} resumed), {counts['captions']} captions, {counts['skipped']} skipped "
-        f"in {report.seconds:.1f}s"
-    )
+def _print_report(report: RunReport) -> None:
+    print(summary(report))
     if report.full_rebuild:
         print(f"full rebuild: {report.full_rebuild}")
     for path, reason in report.skipped:

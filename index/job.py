@@ -30,6 +30,8 @@ from index.layout import LAST_RUN, WORK, content_id, item_id
 from index.profiles import compute_profiles
 from index.progress import stage
 from index.publish import VersionContent, publish, remove_staging, store_lock
+from index.reuse import Previous, match_previous, previous_windows, read_digests, unique_ids
+from index.run_report import RunReport, change_counts
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
@@ -40,20 +42,6 @@ from posapl.model import POSAPL
 from posapl.pos import PosTagger
 
 PAUSE_MARKER = "fault-paused"
-
-
-@dataclass
-class RunReport:
-    status: str  # "published" | "unchanged"
-    version: int
-    started: str
-    seconds: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
-    full_rebuild: str | None = None  # why nothing of the live version was reused
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
 
 
 def _pause_hook(root: Path, settings: IndexSettings):
@@ -198,6 +186,8 @@ class ImagePlan:
     skipped: list[tuple[str, str]]
     missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
     scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
+    digests: list[str | None] = field(default_factory=list)  # pixel digest per record, where known
+    reused: int = 0  # windows of changed files that kept their live vector and id
 
 
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
@@ -209,9 +199,9 @@ def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
         if item.key in state.failures:
             where = "" if item.window is None else f"window at x={item.window[0]}, y={item.window[1]}: "
             return f"{where}{state.failures[item.key]}"
-        if not state.done(item.key):
+        if not state.done(item.key, item.previous):
             return "not embedded"
-    if not any(item.key in state.vectors for item in plan.items):
+    if not any(item.key in state.vectors or state.reusable(item.key, item.previous) for item in plan.items):
         return "no tile holds data (every window is nodata or masked)"
     return None
 
@@ -222,9 +212,13 @@ def _plan_images(
     state: WorkState,
     file_plans: dict[str, FilePlan],
     keep_missing: bool,
+    previous: dict[str, Previous],
+    live_digests: dict[int, str],
 ) -> ImagePlan:
-    """Reuse live records and vectors for known hashes (with current path and mtime), take new ones from the
-    embedding checkpoints, report files that failed to decode. A file's items (its tiles) come and go together."""
+    """Reuse live records and vectors for known hashes (with current path and mtime), and for the unchanged
+    windows of changed files (`previous`, with their ids unless the old items are kept as missing); take new
+    ones from the embedding checkpoints, report files that failed to decode. A file's items (its tiles) come
+    and go together."""
     live_records: dict[str, list[ImageRecord]] = {}
     for record in live.all_images() if live is not None else []:
         live_records.setdefault(record.sha256, []).append(record)
@@ -234,12 +228,20 @@ def _plan_images(
         live_vectors = dict(zip(ids.tolist(), vectors))
     missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
     plan = ImagePlan([], [], [], missing)
+    fresh: set[int] = set()  # positions of records with newly made ids
+
+    def add(record: ImageRecord, vector: np.ndarray, digest: str | None, new_id: bool) -> None:
+        if new_id:
+            fresh.add(len(plan.records))
+        plan.records.append(record)
+        plan.vectors.append(vector)
+        plan.digests.append(digest)
+
     for sha, scanned in chosen.items():
         moved = dict(source=scanned.source, path=scanned.path, bytes=scanned.bytes, mtime=scanned.mtime)
         if sha in live_records:
             for record in live_records[sha]:
-                plan.records.append(replace(record, **moved))
-                plan.vectors.append(live_vectors[record.id])
+                add(replace(record, **moved), live_vectors[record.id], live_digests.get(record.id), False)
             plan.scenes[sha] = replace(live.scene(content_id(sha)), **moved)
             continue
         file_plan = file_plans[sha]
@@ -247,17 +249,28 @@ def _plan_images(
         if failure is not None:
             plan.skipped.append((str(scanned.absolute), failure))
             continue
-        embedded = [item for item in file_plan.items if item.key in state.vectors]
+        embedded = [
+            item for item in file_plan.items if item.key in state.vectors or state.reusable(item.key, item.previous)
+        ]
         facts = file_plan.scene if file_plan.scene is not None else state.facts[embedded[0].key]
         for item in embedded:
-            plan.records.append(_new_record(scanned, facts, item.window, item.size))
-            plan.vectors.append(state.vectors[item.key])
+            record = _new_record(scanned, facts, item.window, item.size)
+            digest = state.digests.get(item.key)
+            if item.key in state.vectors:
+                add(record, state.vectors[item.key], digest, True)
+                continue
+            earlier = previous[item.key]
+            plan.reused += 1
+            if keep_missing:  # the old item stays too, under its id
+                add(record, live_vectors[earlier.id], digest, True)
+            else:
+                add(replace(record, id=earlier.id), live_vectors[earlier.id], digest, False)
         plan.scenes[sha] = scene_record(scanned, facts, len(embedded))
     if keep_missing:
         for record in plan.missing:
-            plan.records.append(record)
-            plan.vectors.append(live_vectors[record.id])
+            add(record, live_vectors[record.id], live_digests.get(record.id), False)
             plan.scenes[record.sha256] = live.scene(record.scene_id)
+    plan.records = unique_ids(plan.records, fresh)
     return plan
 
 
@@ -305,6 +318,7 @@ def _content(
         profiles=profiles,
         skipped=plan.skipped,
         scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
+        digests={record.id: digest for record, digest in zip(plan.records, plan.digests) if digest is not None},
         manifest={
             "model": {
                 "fingerprint": model.fingerprint(),
@@ -368,7 +382,8 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             full_rebuild = "tiling or band settings changed"
             live.close()
             live = None
-        live_records = {r.sha256: r for r in live.all_images()} if live is not None else {}
+        live_items = live.all_images() if live is not None else []
+        live_records = {r.sha256: r for r in live_items}
         cache: HashCache = {(r.source, r.path): (r.bytes, r.mtime, r.sha256) for r in live_records.values()}
         if live is not None and [str(s) for s in config.sources] != live.manifest.sources:
             cache = {}  # source numbering changed; hashes are recomputed rather than mis-attributed
@@ -387,8 +402,10 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             )
             for sha in tqdm(new, desc="planning tiles", unit="file", disable=not settings.progress or not new)
         }
+        live_digests = read_digests(live) if live is not None else {}
+        file_plans, previous = match_previous(file_plans, chosen, previous_windows(live_items, live_digests, chosen))
         planned = [item for sha in new for item in file_plans[sha].items]
-        todo = [item for item in planned if not state.done(item.key)]
+        todo = [item for item in planned if not state.done(item.key, item.previous)]
         embed = embed_files
         if settings.ray_address is not None:
             from index.cluster import cluster_embedder
@@ -405,7 +422,9 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             progress=settings.progress,
             min_valid=config.min_valid,
         )
-        plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
+        plan = _plan_images(
+            chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing, previous, live_digests
+        )
         plan.skipped = sorted(plan.skipped + unreadable)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
@@ -416,10 +435,9 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         counts = {
             "files": len(files),
             "duplicates": len(files) - len(chosen),
-            "new": sum(1 for r in plan.records if r.sha256 not in live_records),
+            **change_counts(live_items, chosen, plan.records, plan.reused),
             "resumed": len(planned) - len(todo),
             "scenes": len(plan.scenes),
-            "removed": 0 if config.keep_missing else len({r.sha256 for r in plan.missing}),
             "missing_kept": len({r.sha256 for r in plan.missing}) if config.keep_missing else 0,
             "images": len(plan.records),
             "captions": len(caption_texts),

@@ -187,7 +187,7 @@ def test_cluster_build_equals_single_process_build(
     root = tmp_path / "store"
     settings = _settings(root, tiny_arch_path, archive, ray_address=cluster)
     report = run_update(root, settings, settings.store_config())
-    assert report.status == "published" and report.counts["new"] == 80 and report.counts["skipped"] == 5
+    assert report.status == "published" and report.counts["items_embedded"] == 80 and report.counts["skipped"] == 5
     assert_same_store(root, single)
     assert not _batches(root), "checkpoints are cleared once the version is published"
 
@@ -249,7 +249,7 @@ def test_killed_driver_resumes_from_its_batches(
     report = run_update(root, _settings(root, tiny_arch_path, None, ray_address=cluster))
     assert report.status == "published" and report.version == 1
     assert report.counts["resumed"] == finished, "finished batches are reused, not embedded again"
-    assert report.counts["new"] == 80 and report.counts["skipped"] == 5
+    assert report.counts["items_embedded"] == 80 and report.counts["skipped"] == 5
     assert_same_store(root, single)
 
 
@@ -285,5 +285,5 @@ def test_killed_actor_is_replaced_and_the_version_is_exact(
     settings = _settings(root, tiny_arch_path, archive, ray_address=cluster)
     report = run_update(root, settings, settings.store_config())
     assert len(killed) == 1 and replaced, "Ray started a replacement actor while the run went on"
-    assert report.status == "published" and report.counts["new"] == 80
+    assert report.status == "published" and report.counts["items_embedded"] == 80
     assert_same_store(root, single)
