@@ -178,3 +178,17 @@ def test_an_id_kept_by_a_reused_window_wins_over_a_fresh_item() -> None:
     records = unique_ids([_record(kept, "rewritten.tif"), _record(kept, "restored.tif")], fresh={1})
     assert records[0].id == kept and records[1].id != kept and records[1].path == "restored.tif"
     assert unique_ids([_record(kept, "a.tif")], fresh={0})[0].id == kept
+
+
+def test_a_window_found_unchanged_resumes_only_against_the_same_live_item(tmp_path: Path) -> None:
+    """A killed run's checkpoint says which windows matched the live version; the next run skips them only
+    while the live item it compares with still has that digest."""
+    log = index.embed.WorkLog(tmp_path / "work" / "model")
+    log.append(["a@0,0,8,8:8"], np.ones((1, 4), np.float32), [None], {}, [], {"a@0,0,8,8:8": "d1", "a@8,0,8,8:8": "d2"},
+               ["a@8,0,8,8:8"])  # fmt: skip
+    state = log.load(4)
+    assert state.done("a@0,0,8,8:8") and state.digests["a@0,0,8,8:8"] == "d1"
+    assert state.reusable("a@8,0,8,8:8", "d2") and state.done("a@8,0,8,8:8", "d2")
+    assert not state.done("a@8,0,8,8:8", "other") and not state.done("a@8,0,8,8:8")
+    log.clear()
+    assert not (tmp_path / "work").exists()
