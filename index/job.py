@@ -1,8 +1,9 @@
 """`build` and `update`: turn the source folders into a new published version, reusing all prior work.
 
-An update re-embeds only content hashes the live version lacks (or none of them, after a model change),
-resumes from the embedding checkpoints of a killed run, drops images whose files are gone unless the store
-keeps missing files, and publishes nothing when the result would equal the live version.
+An update re-embeds only content hashes the live version lacks (or none of them, after a model change), and
+of a changed scene only the windows whose pixels changed (index.reuse); it resumes from the embedding
+checkpoints of a killed run, drops images whose files are gone unless the store keeps missing files, and
+publishes nothing when the result would equal the live version.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,23 @@ import torch
 from rasterio.transform import Affine, array_bounds
 from tqdm import tqdm
 
-from index.captions import corpus_digest, embed_bank, load_corpus
+from index.captions import corpus_digest
+from index.content import ImagePlan, caption_bank, reusable_image_profiles, version_content
 from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
 from index.geo import footprint, gsd
 from index.layout import LAST_RUN, WORK, content_id, item_id
-from index.profiles import compute_profiles
 from index.progress import stage
-from index.publish import VersionContent, publish, remove_staging, store_lock
+from index.publish import publish, remove_staging, store_lock
 from index.reuse import Previous, match_previous, previous_windows, read_digests, unique_ids
 from index.run_report import RunReport, change_counts
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.tiles import FilePlan, plan_file
-from index.vectors import IndexSpec, build_index, stored_vectors
+from index.vectors import stored_vectors
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
-from posapl.pos import PosTagger
 
 PAUSE_MARKER = "fault-paused"
 
@@ -161,35 +161,6 @@ def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRe
     )
 
 
-def _captions(
-    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int, progress: bool
-) -> tuple[list[tuple[str, str]], np.ndarray, bool]:
-    """(text, source) per caption id, their vectors, and whether the live bank was reused unchanged."""
-    if live is not None and live.manifest.raw.get("caption_digest") == digest:
-        records = live.all_captions()
-        ids, vectors = stored_vectors(live.caption_index)
-        order = np.argsort(ids)
-        return [(r.text, r.source) for r in records], vectors[order], True
-    corpus = load_corpus(config.captions)
-    if not corpus:
-        return [], np.zeros((0, model.embed_dim), np.float32), False
-    vectors = embed_bank(model, PosTagger(), [text for text, _ in corpus], batch_size, progress)
-    return corpus, vectors, False
-
-
-@dataclass
-class ImagePlan:
-    """The image side of the next version: records and vectors in the same order, plus what was left out."""
-
-    records: list[ImageRecord]
-    vectors: list[np.ndarray]
-    skipped: list[tuple[str, str]]
-    missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
-    scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
-    digests: list[str | None] = field(default_factory=list)  # pixel digest per record, where known
-    reused: int = 0  # windows of changed files that kept their live vector and id
-
-
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
     """Why a new file yields no items: its plan failed, a window failed (the scene is then left out whole, so
     that a version never holds half a scene), or it has no window with data."""
@@ -272,73 +243,6 @@ def _plan_images(
             plan.scenes[record.sha256] = live.scene(record.scene_id)
     plan.records = unique_ids(plan.records, fresh)
     return plan
-
-
-def _reusable_image_profiles(
-    live: IndexVersion | None, captions_reused: bool, points: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The live version's image profiles (ids, rows) when they hold against the next version's bank: same
-    caption bank and model (the caption digest matched) and the same number of points."""
-    if live is None or not captions_reused:
-        return None
-    info = live.manifest.raw.get("profiles", {})
-    if info.get("method") is None or info.get("points") != points:
-        return None
-    ids = live.image_ids()
-    return ids, live.image_profiles(ids)
-
-
-def _content(
-    model: POSAPL,
-    config: StoreConfig,
-    plan: ImagePlan,
-    captions: tuple[list[tuple[str, str]], np.ndarray],
-    spec: IndexSpec,
-    extra_manifest: dict[str, Any],
-    known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
-    progress: bool = False,
-) -> VersionContent:
-    caption_texts, caption_vectors = captions
-    image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
-    image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
-    caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):
-        image_index, index_info = build_index(image_vectors, image_ids, spec, queries=caption_vectors)
-        caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
-    profiles, profile_info = compute_profiles(
-        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles, progress
-    )
-    size = model.image_size
-    return VersionContent(
-        image_records=plan.records,
-        image_vectors=image_vectors,
-        image_index=image_index,
-        caption_texts=caption_texts,
-        caption_index=caption_index,
-        profiles=profiles,
-        skipped=plan.skipped,
-        scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
-        digests={record.id: digest for record, digest in zip(plan.records, plan.digests) if digest is not None},
-        manifest={
-            "model": {
-                "fingerprint": model.fingerprint(),
-                "checkpoint": config.checkpoint,
-                "pretrained": config.pretrained,
-                "arch": config.arch,
-                "preset": config.preset,
-            },
-            "dim": model.embed_dim,
-            "index": {**index_info, "requested": asdict(spec)},
-            "profiles": profile_info,
-            "sources": [str(s) for s in config.sources],
-            "caption_sources": [str(p) for p in config.captions],
-            "preprocessing": "the file's RGB bands (else its first three, or one as grey) or the configured bands; "
-            "non-8-bit data scaled to 8-bit by per-scene 2nd-98th percentiles (note per file in "
-            f"images.preprocessing); files larger than the smallest tile size cut into windows; bicubic resize to "
-            f"{size}x{size}",
-            **extra_manifest,
-        },
-    )
 
 
 def _decode_settings(config: StoreConfig) -> dict[str, Any]:
@@ -428,7 +332,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         plan.skipped = sorted(plan.skipped + unreadable)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
-        caption_texts, caption_vectors, captions_reused = _captions(
+        caption_texts, caption_vectors, captions_reused = caption_bank(
             model, config, live, digest, settings.batch_size, settings.progress
         )
         spec = config.index_spec()
@@ -455,14 +359,14 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         if unchanged:
             number, status = live.number, "unchanged"
         else:
-            content = _content(
+            content = version_content(
                 model,
                 config,
                 plan,
                 (caption_texts, caption_vectors),
                 spec,
                 {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}, "decode": decode},
-                _reusable_image_profiles(live, captions_reused, config.profile_points),
+                reusable_image_profiles(live, captions_reused, config.profile_points),
                 settings.progress,
             )
             with stage("writing, verifying and publishing the version", settings.progress):
