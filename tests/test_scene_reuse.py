@@ -165,6 +165,8 @@ def test_a_store_without_digests_embeds_a_changed_scene_whole_once(
     rewrite_region(archive / "small.tif", data, (10, 10, 20, 20), seed=5)
     second = run_update(root, tiny_settings(root, tiny_arch_path))
     assert second.counts["items_embedded"] == 1 and second.counts["items_reused"] == 5
+    again = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert again.status == "unchanged" and again.version == second.version, "reused items equal the live ones"
 
 
 def _record(image_id: int, path: str) -> ImageRecord:
