@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "rerank-agreement": ("benchmarks.rerank_agreement", "online vs offline re-ranking top-10 against profile size"),
     "index-throughput": ("benchmarks.index_throughput", "images/s of `posapl index build`"),
     "scene-indexing": ("benchmarks.scene_indexing", "tiles/s and peak RSS indexing one 20,000 px 4-band uint16 scene"),
+    "scene-update": ("benchmarks.scene_update", "nightly update after a 3% rewrite of one scene vs embedding it whole"),
     "query-latency": ("benchmarks.query_latency", "/v1/search/text latency and throughput at 1/8/32 clients"),
     "filtered-search": (
         "benchmarks.filtered_search",

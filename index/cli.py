@@ -15,7 +15,7 @@ from pathlib import Path
 
 from index.layout import LAST_RUN
 from index.publish import StoreBusyError, rollback, store_lock
-from index.report import NothingToIndexError, RunReport
+from index.report import NothingToIndexError, RunReport, summary
 from index.settings import IndexSettings, StoreConfig
 from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
@@ -63,13 +63,7 @@ def _print_left_out(skipped: list[tuple[str, str]], ignored: list[tuple[str, str
 
 
 def _print_report(report: RunReport) -> None:
-    counts = report.counts
-    what = "published version" if report.status == "published" else "nothing changed; live version stays"
-    print(
-        f"{what} {report.version}: {counts['images']} images ({counts['new']} new, {counts['removed']} removed, "
-        f"{counts['resumed']} resumed), {counts['captions']} captions, {counts['skipped']} skipped, "
-        f"{counts['ignored']} ignored in {report.seconds:.1f}s"
-    )
+    print(summary(report))
     if report.full_rebuild:
         print(f"full rebuild: {report.full_rebuild}")
     _print_left_out(report.skipped, report.ignored)

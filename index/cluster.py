@@ -87,8 +87,8 @@ def decode_memory(max_pixels: int) -> int:
 
 
 def decode_batch(batch: Batch, image_size: int, max_pixels: int, min_valid: float) -> Batch:
-    """Ray Data task: work items -> fixed-size uint8 CHW pixels (zeros for bad or empty items), facts, failure
-    reasons and empty-tile flags.
+    """Ray Data task: work items -> fixed-size uint8 CHW pixels (zeros for bad, empty or unchanged items), facts,
+    failure reasons, empty-tile flags, pixel digests and unchanged-window flags.
 
     Items travel pickled, so whatever index.embed.decode_item takes (a whole file or one window of a scene) is
     what the cluster ships: a scene is spread over the cluster window by window, never decoded whole."""
@@ -100,6 +100,8 @@ def decode_batch(batch: Batch, image_size: int, max_pixels: int, min_valid: floa
         "facts": np.array([json.dumps(asdict(row.facts)) if row.facts is not None else "" for row in rows]),
         "failure": np.array([row.failure or "" for row in rows]),
         "empty": np.array([row.empty for row in rows], dtype=bool),
+        "digest": np.array([row.digest or "" for row in rows]),
+        "unchanged": np.array([row.unchanged for row in rows], dtype=bool),
     }
 
 
@@ -126,12 +128,15 @@ class Embedder:
             "facts": batch["facts"],
             "failure": batch["failure"],
             "empty": batch["empty"],
+            "digest": batch["digest"],
+            "unchanged": batch["unchanged"],
         }
 
 
 def _embeddable(batch: Batch) -> np.ndarray:
-    """Items that decoded and hold enough data: failed files and empty tiles are recorded, never embedded."""
-    return (batch["failure"] == "") & ~batch["empty"]
+    """Items that decoded, hold enough data and changed: failed files, empty tiles and windows whose pixels equal
+    the live version's are recorded, never embedded."""
+    return (batch["failure"] == "") & ~batch["empty"] & ~batch["unchanged"]
 
 
 def _facts(text: str) -> ImageFacts | None:
@@ -218,12 +223,16 @@ def collect(
             reasons = batch["failure"].tolist()
             failures = {key: reason for key, reason, new in zip(keys, reasons, fresh) if new and reason}
             empty = [key for key, blank, new in zip(keys, batch["empty"].tolist(), fresh) if new and blank]
+            digests = {key: digest for key, digest, new in zip(keys, batch["digest"].tolist(), fresh) if new and digest}
+            same = [key for key, kept, new in zip(keys, batch["unchanged"].tolist(), fresh) if new and kept]
             log.append(
                 [key for key, ok in zip(keys, good) if ok],
                 batch["vector"][good],
                 [_facts(text) for text, ok in zip(batch["facts"].tolist(), good) if ok],
                 failures,
                 empty,
+                digests,
+                same,
             )
             embedded += int(good.sum())
             bar.update(int(fresh.sum()))

@@ -9,10 +9,12 @@ dir), so after a crash every batch on disk is complete and the next run skips th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,7 @@ class WorkItem:
     size: int | None = None
     scene: ImageFacts | None = None
     bands: tuple[int, ...] | None = None
+    previous: str | None = None  # pixel digest of the live version's item at this window of a changed file
 
 
 def item_key(sha256: str, window: tuple[int, int, int, int] | None, size: int | None) -> str:
@@ -56,6 +59,20 @@ class DecodedItem:
     facts: ImageFacts | None  # of the whole file, for whole-file items
     failure: str | None = None
     empty: bool = False  # a tile with less than `min_valid` of its pixels holding data
+    digest: str | None = None  # pixel_digest of the decoded window, before the resize
+    unchanged: bool = False  # the digest equals `WorkItem.previous`: keep that item's vector, embed nothing
+
+
+DIGEST_SCHEME = "rgb8-blake2b-128"  # part of every digest, so a change of scheme never matches old ones
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """Digest of a decoded 8-bit window (size, mode, bytes): equal digests mean the model gets the same input,
+    whatever raw values, band selection and stretch produced it (see index.reuse)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{DIGEST_SCHEME}:{image.mode}:{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return f"{DIGEST_SCHEME}:{digest.hexdigest()}"
 
 
 def decode_item(item: WorkItem, image_size: int, max_pixels: int, min_valid: float = 0.0) -> DecodedItem:
@@ -66,9 +83,12 @@ def decode_item(item: WorkItem, image_size: int, max_pixels: int, min_valid: flo
         return DecodedItem(item.key, None, None, str(exc))
     if item.window is not None and decoded.valid < min_valid:
         return DecodedItem(item.key, None, None, empty=True)
+    digest = pixel_digest(decoded.image)
+    if item.previous is not None and digest == item.previous:
+        return DecodedItem(item.key, None, None, digest=digest, unchanged=True)
     size = (image_size, image_size)
     pixels = np.asarray(decoded.image.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
-    return DecodedItem(item.key, pixels, decoded.facts() if item.window is None else None)
+    return DecodedItem(item.key, pixels, decoded.facts() if item.window is None else None, digest=digest)
 
 
 @dataclass
@@ -77,8 +97,17 @@ class WorkState:
     facts: dict[str, ImageFacts] = field(default_factory=dict)  # whole-file items only
     failures: dict[str, str] = field(default_factory=dict)  # item key -> reason
     empty: set[str] = field(default_factory=set)  # tiles without enough data, not embedded
+    digests: dict[str, str] = field(default_factory=dict)  # item key -> pixel digest (embedded or unchanged)
+    unchanged: set[str] = field(default_factory=set)  # windows whose digest matched the live version's item
 
-    def done(self, key: str) -> bool:
+    def reusable(self, key: str, previous: str | None) -> bool:
+        """Whether window `key` was found equal to the live item whose digest is `previous`."""
+        return key in self.unchanged and previous is not None and self.digests.get(key) == previous
+
+    def done(self, key: str, previous: str | None = None) -> bool:
+        """Whether `key` needs no decoding; a window found unchanged counts only against the same `previous`."""
+        if key in self.unchanged:
+            return self.reusable(key, previous)
         return key in self.vectors or key in self.failures or key in self.empty
 
 
@@ -101,6 +130,8 @@ class WorkLog:
                     keys, vectors = data["keys"], data["vectors"]
                     facts, failures = json.loads(str(data["facts"])), json.loads(str(data["failures"]))
                     empty = json.loads(str(data["empty"]))
+                    digests = json.loads(str(data["digests"])) if "digests" in data.files else {}
+                    unchanged = json.loads(str(data["unchanged"])) if "unchanged" in data.files else []
             except (OSError, ValueError, KeyError):
                 continue  # a batch file is only visible once complete; anything else is not ours to trust
             if vectors.ndim != 2 or vectors.shape[1] != dim or not len(keys) == len(vectors) == len(facts):
@@ -111,6 +142,8 @@ class WorkLog:
                     state.facts[key] = facts_from_dict(fact)
             state.failures.update(failures)
             state.empty.update(empty)
+            state.digests.update(digests)
+            state.unchanged.update(unchanged)
         return state
 
     def append(
@@ -120,6 +153,8 @@ class WorkLog:
         facts: list[ImageFacts | None],
         failures: dict[str, str],
         empty: Sequence[str] = (),
+        digests: dict[str, str] | None = None,
+        unchanged: Sequence[str] = (),
     ) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         number = len(self._batches())
@@ -136,6 +171,8 @@ class WorkLog:
                 facts=np.array(json.dumps([asdict(f) if f is not None else None for f in facts])),
                 failures=np.array(json.dumps(failures)),
                 empty=np.array(json.dumps(list(empty))),
+                digests=np.array(json.dumps(digests or {})),
+                unchanged=np.array(json.dumps(list(unchanged))),
             )
             handle.flush()
             os.fsync(handle.fileno())
@@ -144,10 +181,12 @@ class WorkLog:
         return path
 
     def clear(self) -> None:
+        """Delete this run's checkpoints, and ROOT/work itself once no other model's are left in it."""
         for path in self.directory.glob("*") if self.directory.is_dir() else []:
             path.unlink()
-        if self.directory.is_dir():
-            self.directory.rmdir()
+        for folder in (self.directory, self.directory.parent):
+            with suppress(OSError):  # absent, or still holding something
+                folder.rmdir()
 
 
 class ArchiveImages(Dataset):
@@ -220,7 +259,11 @@ def embed_files(
             else:
                 vectors = np.zeros((0, model.embed_dim), dtype=np.float32)
             empty = [item.key for item in batch if item.empty]
-            log.append([item.key for item in good], vectors, [item.facts for item in good], failures, empty)
+            digests = {item.key: item.digest for item in batch if item.digest is not None}
+            unchanged = [item.key for item in batch if item.unchanged]
+            log.append(
+                [item.key for item in good], vectors, [item.facts for item in good], failures, empty, digests, unchanged
+            )
             embedded += len(good)
             bar.update(len(batch))
             bar.set_postfix(images_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.1f}")

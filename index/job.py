@@ -1,8 +1,9 @@
 """`build` and `update`: turn the source folders into a new published version, reusing all prior work.
 
-An update re-embeds only content hashes the live version lacks (or none of them, after a model change),
-resumes from the embedding checkpoints of a killed run, drops images whose files are gone unless the store
-keeps missing files, and publishes nothing when the result would equal the live version.
+An update re-embeds only content hashes the live version lacks (or none of them, after a model change), and
+of a changed scene only the windows whose pixels changed (index.reuse); it resumes from the embedding
+checkpoints of a killed run, drops images whose files are gone unless the store keeps missing files, and
+publishes nothing when the result would equal the live version.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,24 @@ from rasterio.transform import Affine, array_bounds
 from tqdm import tqdm
 
 from index.acquired import acquisition
-from index.captions import corpus_digest, embed_bank, load_corpus
+from index.captions import corpus_digest
+from index.content import ImagePlan, caption_bank, reusable_image_profiles, version_content
 from index.decode import ImageFacts
 from index.embed import WorkLog, WorkState, embed_files
 from index.geo import footprint
 from index.gsd import gsd
 from index.layout import LAST_RUN, WORK, content_id, item_id
-from index.profiles import compute_profiles
 from index.progress import stage
-from index.publish import VersionContent, publish, remove_staging, store_lock
-from index.report import RunReport, nothing_to_index, write_report
+from index.publish import publish, remove_staging, store_lock
+from index.report import RunReport, change_counts, nothing_to_index, write_report
+from index.reuse import Previous, match_previous, previous_windows, read_digests, unique_ids
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.tiles import FilePlan, plan_file
-from index.vectors import IndexSpec, build_index, stored_vectors
+from index.vectors import stored_vectors
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
-from posapl.pos import PosTagger
 
 PAUSE_MARKER = "fault-paused"
 
@@ -155,33 +156,6 @@ def scene_record(scanned: ScannedFile, facts: ImageFacts, items: int) -> SceneRe
     )
 
 
-def _captions(
-    model: POSAPL, config: StoreConfig, live: IndexVersion | None, digest: str, batch_size: int, progress: bool
-) -> tuple[list[tuple[str, str]], np.ndarray, bool]:
-    """(text, source) per caption id, their vectors, and whether the live bank was reused unchanged."""
-    if live is not None and live.manifest.raw.get("caption_digest") == digest:
-        records = live.all_captions()
-        ids, vectors = stored_vectors(live.caption_index)
-        order = np.argsort(ids)
-        return [(r.text, r.source) for r in records], vectors[order], True
-    corpus = load_corpus(config.captions)
-    if not corpus:
-        return [], np.zeros((0, model.embed_dim), np.float32), False
-    vectors = embed_bank(model, PosTagger(), [text for text, _ in corpus], batch_size, progress)
-    return corpus, vectors, False
-
-
-@dataclass
-class ImagePlan:
-    """The image side of the next version: records and vectors in the same order, plus what was left out."""
-
-    records: list[ImageRecord]
-    vectors: list[np.ndarray]
-    skipped: list[tuple[str, str]]
-    missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
-    scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
-
-
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
     """Why a new file yields no items: its plan failed, a window failed (the scene is then left out whole, so
     that a version never holds half a scene), or it has no window with data."""
@@ -191,9 +165,9 @@ def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
         if item.key in state.failures:
             where = "" if item.window is None else f"window at x={item.window[0]}, y={item.window[1]}: "
             return f"{where}{state.failures[item.key]}"
-        if not state.done(item.key):
+        if not state.done(item.key, item.previous):
             return "not embedded"
-    if not any(item.key in state.vectors for item in plan.items):
+    if not any(item.key in state.vectors or state.reusable(item.key, item.previous) for item in plan.items):
         return "no tile holds data (every window is nodata or masked)"
     return None
 
@@ -204,9 +178,13 @@ def _plan_images(
     state: WorkState,
     file_plans: dict[str, FilePlan],
     keep_missing: bool,
+    previous: dict[str, Previous],
+    live_digests: dict[int, str],
 ) -> ImagePlan:
-    """Reuse live records and vectors for known hashes (with current path and mtime), take new ones from the
-    embedding checkpoints, report files that failed to decode. A file's items (its tiles) come and go together."""
+    """Reuse live records and vectors for known hashes (with current path and mtime), and for the unchanged
+    windows of changed files (`previous`, with their ids unless the old items are kept as missing); take new
+    ones from the embedding checkpoints, report files that failed to decode. A file's items (its tiles) come
+    and go together."""
     live_records: dict[str, list[ImageRecord]] = {}
     for record in live.all_images() if live is not None else []:
         live_records.setdefault(record.sha256, []).append(record)
@@ -216,12 +194,20 @@ def _plan_images(
         live_vectors = dict(zip(ids.tolist(), vectors))
     missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
     plan = ImagePlan([], [], [], missing)
+    fresh: set[int] = set()  # positions of records with newly made ids
+
+    def add(record: ImageRecord, vector: np.ndarray, digest: str | None, new_id: bool) -> None:
+        if new_id:
+            fresh.add(len(plan.records))
+        plan.records.append(record)
+        plan.vectors.append(vector)
+        plan.digests.append(digest)
+
     for sha, scanned in chosen.items():
         moved = dict(source=scanned.source, path=scanned.path, bytes=scanned.bytes, mtime=scanned.mtime)
         if sha in live_records:
             for record in live_records[sha]:
-                plan.records.append(replace(record, **moved))
-                plan.vectors.append(live_vectors[record.id])
+                add(replace(record, **moved), live_vectors[record.id], live_digests.get(record.id), False)
             plan.scenes[sha] = replace(live.scene(content_id(sha)), **moved)
             continue
         file_plan = file_plans[sha]
@@ -229,84 +215,29 @@ def _plan_images(
         if failure is not None:
             plan.skipped.append((str(scanned.absolute), failure))
             continue
-        embedded = [item for item in file_plan.items if item.key in state.vectors]
+        embedded = [
+            item for item in file_plan.items if item.key in state.vectors or state.reusable(item.key, item.previous)
+        ]
         facts = file_plan.scene if file_plan.scene is not None else state.facts[embedded[0].key]
         for item in embedded:
-            plan.records.append(_new_record(scanned, facts, item.window, item.size))
-            plan.vectors.append(state.vectors[item.key])
+            record = _new_record(scanned, facts, item.window, item.size)
+            digest = state.digests.get(item.key)
+            if item.key in state.vectors:
+                add(record, state.vectors[item.key], digest, True)
+                continue
+            earlier = previous[item.key]
+            plan.reused += 1
+            if keep_missing:  # the old item stays too, under its id
+                add(record, live_vectors[earlier.id], digest, True)
+            else:
+                add(replace(record, id=earlier.id), live_vectors[earlier.id], digest, False)
         plan.scenes[sha] = scene_record(scanned, facts, len(embedded))
     if keep_missing:
         for record in plan.missing:
-            plan.records.append(record)
-            plan.vectors.append(live_vectors[record.id])
+            add(record, live_vectors[record.id], live_digests.get(record.id), False)
             plan.scenes[record.sha256] = live.scene(record.scene_id)
+    plan.records = unique_ids(plan.records, fresh)
     return plan
-
-
-def _reusable_image_profiles(
-    live: IndexVersion | None, captions_reused: bool, points: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The live version's image profiles (ids, rows) when they hold against the next version's bank: same
-    caption bank and model (the caption digest matched) and the same number of points."""
-    if live is None or not captions_reused:
-        return None
-    info = live.manifest.raw.get("profiles", {})
-    if info.get("method") is None or info.get("points") != points:
-        return None
-    ids = live.image_ids()
-    return ids, live.image_profiles(ids)
-
-
-def _content(
-    model: POSAPL,
-    config: StoreConfig,
-    plan: ImagePlan,
-    captions: tuple[list[tuple[str, str]], np.ndarray],
-    spec: IndexSpec,
-    extra_manifest: dict[str, Any],
-    known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
-    progress: bool = False,
-) -> VersionContent:
-    caption_texts, caption_vectors = captions
-    image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
-    image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
-    caption_ids = np.arange(len(caption_texts), dtype=np.int64)
-    with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):
-        image_index, index_info = build_index(image_vectors, image_ids, spec, queries=caption_vectors)
-        caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
-    profiles, profile_info = compute_profiles(
-        image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles, progress
-    )
-    size = model.image_size
-    return VersionContent(
-        image_records=plan.records,
-        image_vectors=image_vectors,
-        image_index=image_index,
-        caption_texts=caption_texts,
-        caption_index=caption_index,
-        profiles=profiles,
-        skipped=plan.skipped,
-        scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
-        manifest={
-            "model": {
-                "fingerprint": model.fingerprint(),
-                "checkpoint": config.checkpoint,
-                "pretrained": config.pretrained,
-                "arch": config.arch,
-                "preset": config.preset,
-            },
-            "dim": model.embed_dim,
-            "index": {**index_info, "requested": asdict(spec)},
-            "profiles": profile_info,
-            "sources": [str(s) for s in config.sources],
-            "caption_sources": [str(p) for p in config.captions],
-            "preprocessing": "the file's RGB bands (else its first three, or one as grey) or the configured bands; "
-            "non-8-bit data scaled to 8-bit by per-scene 2nd-98th percentiles (note per file in "
-            f"images.preprocessing); files larger than the smallest tile size cut into windows; bicubic resize to "
-            f"{size}x{size}",
-            **extra_manifest,
-        },
-    )
 
 
 def _decode_settings(config: StoreConfig) -> dict[str, Any]:
@@ -350,7 +281,8 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             full_rebuild = "tiling or band settings changed"
             live.close()
             live = None
-        live_records = {r.sha256: r for r in live.all_images()} if live is not None else {}
+        live_items = live.all_images() if live is not None else []
+        live_records = {r.sha256: r for r in live_items}
         cache: HashCache = {(r.source, r.path): (r.bytes, r.mtime, r.sha256) for r in live_records.values()}
         if live is not None and [str(s) for s in config.sources] != live.manifest.sources:
             cache = {}  # source numbering changed; hashes are recomputed rather than mis-attributed
@@ -369,8 +301,10 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             )
             for sha in tqdm(new, desc="planning tiles", unit="file", disable=not settings.progress or not new)
         }
+        live_digests = read_digests(live) if live is not None else {}
+        file_plans, previous = match_previous(file_plans, chosen, previous_windows(live_items, live_digests, chosen))
         planned = [item for sha in new for item in file_plans[sha].items]
-        todo = [item for item in planned if not state.done(item.key)]
+        todo = [item for item in planned if not state.done(item.key, item.previous)]
         embed = embed_files
         if settings.ray_address is not None:
             from index.cluster import cluster_embedder
@@ -387,24 +321,25 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             progress=settings.progress,
             min_valid=config.min_valid,
         )
-        plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
+        plan = _plan_images(
+            chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing, previous, live_digests
+        )
         plan.skipped = sorted(plan.skipped + unreadable)
         if not plan.records:
             current = IndexStore(root).current_version()
             raise nothing_to_index(config.sources, len(files), plan.skipped, ignored, current)
 
         digest = corpus_digest(config.captions) + ":" + fingerprint
-        caption_texts, caption_vectors, captions_reused = _captions(
+        caption_texts, caption_vectors, captions_reused = caption_bank(
             model, config, live, digest, settings.batch_size, settings.progress
         )
         spec = config.index_spec()
         counts = {
             "files": len(files),
             "duplicates": len(files) - len(chosen),
-            "new": sum(1 for r in plan.records if r.sha256 not in live_records),
+            **change_counts(live_items, chosen, plan.records, plan.reused),
             "resumed": len(planned) - len(todo),
             "scenes": len(plan.scenes),
-            "removed": 0 if config.keep_missing else len({r.sha256 for r in plan.missing}),
             "missing_kept": len({r.sha256 for r in plan.missing}) if config.keep_missing else 0,
             "images": len(plan.records),
             "captions": len(caption_texts),
@@ -423,14 +358,14 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         if unchanged:
             number, status = live.number, "unchanged"
         else:
-            content = _content(
+            content = version_content(
                 model,
                 config,
                 plan,
                 (caption_texts, caption_vectors),
                 spec,
                 {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}, "decode": decode},
-                _reusable_image_profiles(live, captions_reused, config.profile_points),
+                reusable_image_profiles(live, captions_reused, config.profile_points),
                 settings.progress,
             )
             with stage("writing, verifying and publishing the version", settings.progress):

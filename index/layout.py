@@ -6,10 +6,11 @@ ROOT/.lock                         flock target: one writer at a time
 ROOT/last-run.json                 report of the latest build/update run (counts, skipped and ignored files, reasons)
 ROOT/versions/<n>/images.faiss     image vectors, FAISS ids = image ids
 ROOT/versions/<n>/captions.faiss   caption-bank vectors, FAISS ids = caption ids
-ROOT/versions/<n>/meta.sqlite      tables images (index items), scenes, footprints (R*Tree), captions, skipped
+ROOT/versions/<n>/meta.sqlite      tables images (index items), scenes, footprints (R*Tree), captions, skipped,
+                                   pixel_digests (index.reuse)
 ROOT/versions/<n>/profiles.npz     re-ranking profiles: image_ids, image_profiles, caption_ids, caption_profiles
 ROOT/versions/<n>/manifest.json    version, created, model, dim, counts, sha256 + size of every other file
-ROOT/work/                         resumable embedding checkpoints of an unfinished run
+ROOT/work/                         resumable embedding checkpoints of an unfinished run (gone once it ends)
 ROOT/staging-*/                    a version being written; never read, removed by the next writer
 ROOT/cache/overviews/<n>/          the service's rendered scene overviews of version n (not checksummed; removed
                                    with the version)

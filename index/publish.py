@@ -28,6 +28,7 @@ import faiss
 import numpy as np
 import shapely
 
+from index import reuse
 from index.layout import (
     CAPTIONS_INDEX,
     CURRENT,
@@ -85,6 +86,7 @@ class VersionContent:
     skipped: list[tuple[str, str]]
     manifest: dict[str, Any]  # everything but version, created, counts and files
     scenes: list[SceneRecord] = field(default_factory=list)  # one row per indexed file
+    digests: dict[int, str] = field(default_factory=dict)  # item id -> pixel digest (index.reuse)
 
 
 def _fsync_file(path: Path) -> None:
@@ -121,6 +123,8 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             CREATE TABLE skipped (path TEXT NOT NULL, reason TEXT NOT NULL);
             """
         )
+        reuse.create_table(db)
+        reuse.write_digests(db, content.digests)
         db.executemany(
             f"INSERT INTO images VALUES ({','.join('?' * 26)})",
             [

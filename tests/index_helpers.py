@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import tifffile
 from PIL import Image
+from rasterio.transform import from_origin
 
 from index.settings import IndexSettings
 
@@ -75,3 +77,39 @@ def write_bad_files(folder: Path) -> dict[str, str]:
         "bomb.png": "decompression bomb",
         "broken.tif": "TIFF",
     }
+
+
+def anchored_scene(height: int, width: int, seed: int) -> np.ndarray:
+    """4-band uint16 texture in 2000..8000 with a lattice of every tenth pixel at 1000 or 9000, so the scene's
+    2nd/98th percentile stretch is exactly (1000, 9000) whatever texture a small rewrite puts in."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(2000, 8000, size=(4, height, width), dtype=np.uint16)
+    ys, xs = np.mgrid[0:height, 0:width]
+    data[:, (xs + ys) % 10 == 0] = 1000
+    data[:, (xs + ys) % 10 == 5] = 9000
+    return data
+
+
+def write_uint16_scene(path: Path, data: np.ndarray) -> None:
+    """A tiled, deflated UTM GeoTIFF of `data` (bands, rows, columns), written whole as a producer would."""
+    count, height, width = data.shape
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype, crs="EPSG:32633",
+        transform=from_origin(500000, 4000000, 10, 10), tiled=True, blockxsize=128, blockysize=128, compress="deflate",
+    ) as out:
+        out.write(data)
+
+
+def rewrite_region(path: Path, data: np.ndarray, region: tuple[int, int, int, int], seed: int) -> np.ndarray:
+    """Rewrite the scene at `path` with fresh texture in `region` (x, y, width, height); returns the new data."""
+    x, y, width, height = region
+    changed = data.copy()
+    changed[:, y : y + height, x : x + width] = anchored_scene(*data.shape[1:], seed)[:, y : y + height, x : x + width]
+    write_uint16_scene(path, changed)
+    return changed
+
+
+def intersecting(windows: list[tuple[int, int, int, int]], region: tuple[int, int, int, int]) -> set:
+    """The windows that share at least one pixel with `region`."""
+    x, y, width, height = region
+    return {w for w in windows if w[0] < x + width and x < w[0] + w[2] and w[1] < y + height and y < w[1] + w[3]}

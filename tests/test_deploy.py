@@ -390,7 +390,8 @@ def test_compose_services_run_outside_docker(deployment: dict) -> None:
         once = [reindex.argv[0], "--once", *reindex.argv[1:]]
         cycle = subprocess.run(once, env=reindex.process_env(bin_dir), cwd=logs, capture_output=True, text=True)
         assert cycle.returncode == 0, cycle.stdout + cycle.stderr
-        assert "published version 2: 7 images (1 new" in cycle.stdout
+        assert "published version 2: 7 items" in cycle.stdout
+        assert "files: 0 changed, 1 new, 0 removed; items: 1 embedded, 0 reused, 0 removed" in cycle.stdout
         assert (mounts["/srv/posapl/index"] / "CURRENT").read_text().strip() == "2"
         # ... which the api notices by itself.
         wait_for(lambda: ready(2), 15, "the api to switch to index version 2", alive=server)

@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from index_helpers import RSICD_TEST, rsicd_names, tiny_settings, write_bad_files
+from index_helpers import (
+    RSICD_TEST,
+    anchored_scene,
+    intersecting,
+    rewrite_region,
+    rsicd_names,
+    tiny_settings,
+    write_bad_files,
+    write_uint16_scene,
+)
 from rasterio.transform import from_origin
 
 import index.job
@@ -29,7 +38,7 @@ from index.embed import WorkItem, WorkLog
 from index.job import PAUSE_MARKER, run_update
 from index.layout import WORK
 from index.store import IndexStore, open_version
-from index.tiles import plan_file, tile_count
+from index.tiles import plan_file, tile_count, tile_windows
 from index.vectors import stored_vectors
 from posapl.checkpoint import load_model
 
@@ -187,7 +196,7 @@ def test_cluster_build_equals_single_process_build(
     root = tmp_path / "store"
     settings = _settings(root, tiny_arch_path, archive, ray_address=cluster)
     report = run_update(root, settings, settings.store_config())
-    assert report.status == "published" and report.counts["new"] == 80 and report.counts["skipped"] == 5
+    assert report.status == "published" and report.counts["items_embedded"] == 80 and report.counts["skipped"] == 5
     assert_same_store(root, single)
     assert not _batches(root), "checkpoints are cleared once the version is published"
 
@@ -214,6 +223,30 @@ def test_cluster_spreads_scene_windows_and_equals_the_single_process_build(
     assert sorted(vectors) == sorted(want_vectors) == [r.id for r in records]
     for image_id, vector in want_vectors.items():
         np.testing.assert_allclose(vectors[image_id], vector, atol=1e-5)
+
+
+def test_cluster_update_embeds_only_the_changed_windows_of_a_rewritten_scene(
+    cluster: str, tiny_arch_path: Path, tmp_path: Path
+) -> None:
+    """Decode tasks compare each window's pixel digest with the live item's; the actors embed only the windows
+    the rewrite touched, and the others keep their id and vector."""
+    archive = tmp_path / "scenes"
+    archive.mkdir()
+    data = anchored_scene(256, 384, seed=3)
+    write_uint16_scene(archive / "scene.tif", data)
+    root = tmp_path / "store"
+    settings = _settings(root, tiny_arch_path, [archive], tile_sizes=[128], tile_overlap=0.0)
+    run_update(root, settings, settings.store_config())
+    before = _content(root)[1]
+    region = (100, 20, 60, 40)
+    rewrite_region(archive / "scene.tif", data, region, seed=4)
+    report = run_update(root, _settings(root, tiny_arch_path, None, ray_address=cluster))
+    touched = intersecting([w for w, _ in tile_windows(384, 256, [128], 0.0)], region)
+    assert len(touched) == 2 and report.counts["items_embedded"] == 2 and report.counts["items_reused"] == 4
+    records, after, _ = _content(root)
+    kept = {r.id for r in records if r.window not in touched}
+    assert len(kept) == 4 and all(np.array_equal(after[i], before[i]) for i in kept)
+    assert not {r.id for r in records if r.window in touched} & set(before)
 
 
 def test_killed_driver_resumes_from_its_batches(
@@ -249,7 +282,7 @@ def test_killed_driver_resumes_from_its_batches(
     report = run_update(root, _settings(root, tiny_arch_path, None, ray_address=cluster))
     assert report.status == "published" and report.version == 1
     assert report.counts["resumed"] == finished, "finished batches are reused, not embedded again"
-    assert report.counts["new"] == 80 and report.counts["skipped"] == 5
+    assert report.counts["items_embedded"] == 80 and report.counts["skipped"] == 5
     assert_same_store(root, single)
 
 
@@ -285,5 +318,5 @@ def test_killed_actor_is_replaced_and_the_version_is_exact(
     settings = _settings(root, tiny_arch_path, archive, ray_address=cluster)
     report = run_update(root, settings, settings.store_config())
     assert len(killed) == 1 and replaced, "Ray started a replacement actor while the run went on"
-    assert report.status == "published" and report.counts["new"] == 80
+    assert report.status == "published" and report.counts["items_embedded"] == 80
     assert_same_store(root, single)

@@ -56,7 +56,10 @@ def test_update_adds_new_skips_bad_and_removes_deleted(small_store, tiny_arch_pa
 
     report = run_update(root, tiny_settings(root, tiny_arch_path))
     assert report.status == "published" and report.version == 2
-    assert report.counts["new"] == 5 and report.counts["removed"] == 2 and report.counts["skipped"] == len(reasons)
+    counts = report.counts
+    assert counts["items_embedded"] == counts["files_new"] == 5 and counts["files_removed"] == 2
+    assert counts["items_removed"] == 2 and counts["files_changed"] == counts["items_reused"] == 0
+    assert counts["skipped"] == len(reasons)
     expected = {file_sha256(p) for p in images.rglob("*") if p.is_file() and p.parent.name != "incoming"}
     assert _sha_set(root) == expected
 
@@ -116,7 +119,7 @@ def test_model_change_forces_a_full_rebuild(small_store, tiny_arch_path: Path) -
     config.model_copy(update={"preset": "rsitmd"}).save(root)
     report = run_update(root, tiny_settings(root, tiny_arch_path))
     assert report.status == "published" and "model changed" in report.full_rebuild
-    assert report.counts["new"] == 6 and report.counts["resumed"] == 0
+    assert report.counts["items_embedded"] == 6 and report.counts["resumed"] == 0
     with open_version(root) as version:
         assert version.manifest.fingerprint != old_fingerprint
 
@@ -129,7 +132,7 @@ def test_profile_size_change_republishes_with_whole_profiles(small_store, tiny_a
         assert version.manifest.raw["profiles"]["points"] == 64
     StoreConfig.load(root).model_copy(update={"profile_points": 0}).save(root)
     report = run_update(root, tiny_settings(root, tiny_arch_path))
-    assert report.status == "published" and report.counts["new"] == 0 and report.full_rebuild is None
+    assert report.status == "published" and report.counts["items_embedded"] == 0 and report.full_rebuild is None
     with open_version(root) as version:
         images, captions = version.image_ids(), version.caption_ids()
         assert version.manifest.raw["profiles"]["points"] == 0

@@ -199,9 +199,11 @@ def test_changed_scene_tiles_replaced_removed_scene_dropped(
     write_scene(archive / "utm.tif", _texture(3, 500, 600, 99), "EPSG:32633", from_origin(500000, 4000000, 10, 10))
     (archive / "wgs84.tif").unlink()
     report = run_update(root, tiny_settings(root, tiny_arch_path, num_workers=2))  # windows read by workers
-    assert report.status == "published" and report.counts["removed"] == 2, "old utm content and wgs84"
-    assert report.counts["skipped"] == 2, report.skipped  # corrupt.tif and all-nodata.tif, nothing else
-    assert report.counts["new"] == 9, "only the changed scene's tiles are embedded"
+    counts = report.counts
+    assert report.status == "published" and counts["files_removed"] == 1 and counts["files_changed"] == 1
+    assert counts["skipped"] == 2, report.skipped  # corrupt.tif and all-nodata.tif, nothing else
+    assert counts["items_embedded"] == 9, "only the changed scene's tiles are embedded: every one of them changed"
+    assert counts["items_reused"] == 0 and counts["items_removed"] == 4, "the wgs84 scene's four tiles"
     new_sha = file_sha256(archive / "utm.tif")
     with open_version(root) as version:
         after = {r.id: r for r in version.all_images()}
