@@ -97,6 +97,8 @@ def test_scene_metadata_and_overview(scene_server: tuple[LiveServer, Path]) -> N
         assert (info["width"], info["height"], info["items"], info["crs"]) == (672, 448, 8, "EPSG:32633")
         assert info["bounds"] == pytest.approx([500000, 4000000 - 896, 500000 + 1344, 4000000])
         assert shapely.geometry.shape(info["footprint"]).is_valid
+        # no date in its metadata or name: its time is the file's, and the scene says so
+        assert info["time_source"] == "file_mtime" and info["time"]
         overview = client.get(info["overview_url"])
         assert overview.status_code == 200 and overview.headers["content-type"] == "image/png"
         image = Image.open(io.BytesIO(overview.content))  # warped to Web Mercator, transparent outside the scene

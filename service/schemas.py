@@ -231,6 +231,9 @@ class SceneInfo(BaseModel):
     footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326")
     gsd: float | None
     time: str | None
+    time_source: Literal["metadata", "filename", "file_mtime"] | None = Field(
+        None, description="where `time` comes from; null for an index version written before it was recorded"
+    )
     items: int = Field(..., description="index items (tiles) of this scene")
     image_url: str = Field(..., description="absolute URL of the whole file (byte ranges supported)")
     overview_url: str

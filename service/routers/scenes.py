@@ -64,6 +64,7 @@ def describe_scene(version: IndexVersion, scene: SceneRecord) -> SceneInfo:
         footprint=rfc7946_geometry(scene.footprint),
         gsd=scene.gsd,
         time=scene.time,
+        time_source=scene.time_source,
         items=scene.items,
         image_url=links["image_url"],
         overview_url=links["overview_url"],
