@@ -34,6 +34,8 @@ from index.publish import VersionContent, publish, remove_staging, store_lock
 from index.report import RunReport, nothing_to_index, write_report
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
+from index.sources.catalogs import prepare_catalogs
+from index.stac_meta import StacRecord
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.tiles import FilePlan, plan_file
 from index.vectors import IndexSpec, build_index, stored_vectors
@@ -180,6 +182,7 @@ class ImagePlan:
     skipped: list[tuple[str, str]]
     missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
     scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
+    stac: list[StacRecord] = field(default_factory=list)  # the STAC items of the scenes made from one
 
 
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
@@ -287,6 +290,7 @@ def _content(
         profiles=profiles,
         skipped=plan.skipped,
         scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
+        stac=plan.stac,
         manifest={
             "model": {
                 "fingerprint": model.fingerprint(),
@@ -329,7 +333,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         if config is not None:
             config.check()
             config.save(root)
-        config = StoreConfig.load(root)
+        config, catalogs = prepare_catalogs(root, StoreConfig.load(root))
         remove_staging(root)
         (root / PAUSE_MARKER).unlink(missing_ok=True)
         pause = _pause_hook(root, settings)
@@ -388,7 +392,8 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             min_valid=config.min_valid,
         )
         plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
-        plan.skipped = sorted(plan.skipped + unreadable)
+        plan.skipped = sorted(plan.skipped + unreadable + catalogs.skipped)
+        plan.records, plan.stac = catalogs.annotate(plan.records, plan.scenes)
         if not plan.records:
             current = IndexStore(root).current_version()
             raise nothing_to_index(config.sources, len(files), plan.skipped, ignored, current)

@@ -44,6 +44,7 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
+from index.stac_meta import StacRecord, write_stac
 from index.store import (
     ImageRecord,
     IndexIntegrityError,
@@ -85,6 +86,7 @@ class VersionContent:
     skipped: list[tuple[str, str]]
     manifest: dict[str, Any]  # everything but version, created, counts and files
     scenes: list[SceneRecord] = field(default_factory=list)  # one row per indexed file
+    stac: list[StacRecord] = field(default_factory=list)  # one row per scene made from a STAC item
 
 
 def _fsync_file(path: Path) -> None:
@@ -173,6 +175,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             [(i, text, source) for i, (text, source) in enumerate(content.caption_texts)],
         )
         db.executemany("INSERT INTO skipped VALUES (?,?)", content.skipped)
+        write_stac(db, content.stac)
         db.execute("CREATE INDEX images_mtime ON images (mtime)")  # time filters select by range, not by scan
         db.commit()
     finally:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.ignore import image_folder_problem
@@ -112,8 +112,21 @@ class StoreFields(BaseModel):
 class StoreConfig(StoreFields):
     """The identity of a store, saved at build time in ROOT/config.json."""
 
-    sources: list[Path] = Field(min_length=1, description="image folders, absolute")
+    sources: list[Path] = Field(default_factory=list, description="image folders, absolute")
     captions: list[Path] = Field(default_factory=list, description="annotation JSON / text-lines caption files")
+    stac: list[Path] = Field(
+        default_factory=list, description="STAC catalogs, collections, item collections or item lines, absolute "
+        "(index.sources.stac); each run re-reads them"
+    )
+    stac_assets: list[str] | None = Field(
+        None, description="asset keys or eo:bands common names stacked as one scene per item (default: visual)"
+    )
+
+    @model_validator(mode="after")
+    def _has_inputs(self) -> StoreConfig:
+        if not self.sources and not self.stac:
+            raise ValueError("a store needs at least one image folder (--images) or STAC catalog (--stac)")
+        return self
 
     @classmethod
     def load(cls, root: Path) -> StoreConfig:
@@ -127,6 +140,7 @@ class StoreConfig(StoreFields):
         image folder), before anything is written to the store."""
         problems = [problem for p in self.sources if (problem := image_folder_problem(p)) is not None]
         problems += [f"not found: {p}" for p in self.captions if not p.is_file()]
+        problems += [f"STAC catalog not found: {p}" for p in self.stac if not p.is_file()]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -151,6 +165,11 @@ class IndexSettings(StoreFields, BaseSettings):
     )
     images: list[Path] | None = Field(None, description="build: image folders")
     captions: list[Path] | None = Field(None, description="build: caption files")
+    stac: list[Path] | None = Field(None, description="build: STAC catalogs (catalog.json, collection.json, items)")
+    stac_assets: list[str] | None = Field(
+        None, description="asset keys or eo:bands common names stacked as one scene per item, e.g. B04,B03,B02 or "
+        "red,green,blue (default: the visual asset)"
+    )
 
     device: str = Field("auto", description="torch device for the encoder: auto, cpu, cuda, cuda:1 …")
     batch_size: int = Field(64, ge=1, le=4096)
@@ -172,11 +191,13 @@ class IndexSettings(StoreFields, BaseSettings):
     )
 
     def store_config(self) -> StoreConfig:
-        if not self.images:
-            raise ValueError("build needs at least one image folder (--images)")
+        if not self.images and not self.stac:
+            raise ValueError("build needs at least one image folder (--images) or STAC catalog (--stac)")
         return StoreConfig(
             **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint", "arch", "pretrained"}),
-            sources=[p.resolve() for p in self.images],
+            sources=[p.resolve() for p in self.images or []],
+            stac=[p.resolve() for p in self.stac or []],
+            stac_assets=self.stac_assets,
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
             arch=_absolute_if_file(self.arch if self.checkpoint else self.arch or DEFAULT_ARCH),
