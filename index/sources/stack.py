@@ -68,7 +68,7 @@ def _destination(base: _Input, item: _Input) -> tuple[float, float, float, float
     """Where `item` lies on `base`'s pixel grid: x offset, y offset, width, height (in base pixels)."""
     if item.transform.b != 0 or item.transform.d != 0 or base.transform.b != 0 or base.transform.d != 0:
         raise StackError(f"{item.name} is rotated or sheared; only axis-aligned grids are stacked")
-    x, y = ~base.transform * (item.transform.c, item.transform.f)
+    x, y = ~base.transform @ (item.transform.c, item.transform.f)
     scale_x = item.transform.a / base.transform.a
     scale_y = item.transform.e / base.transform.e
     return x, y, item.width * scale_x, item.height * scale_y
