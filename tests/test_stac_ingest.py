@@ -57,7 +57,8 @@ def test_items_become_scenes_with_their_stac_facts(stacked) -> None:
     assert (first.collection, first.cloud_cover, first.platform) == (S2, 12.5, "sentinel-2a")
     assert first.datetime == "2020-05-13T10:00:00+00:00"
     assert first.self_href == str(catalog.parent / S2 / "S2A_T33_20200513" / "S2A_T33_20200513.json")
-    assert (facts["LC08_T33_20190801"].collection, facts["LC08_T33_20190801"].platform) == ("landsat-c2-l2", "landsat-8")
+    landsat = facts["LC08_T33_20190801"]
+    assert (landsat.collection, landsat.platform) == ("landsat-c2-l2", "landsat-8")
     for records in grouped.values():
         for record in records:
             assert record.time_source == "stac" and record.crs == "EPSG:32633" and record.footprint is not None
