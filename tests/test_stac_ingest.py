@@ -18,6 +18,7 @@ from stac_helpers import SIZE, band_data, write_catalog, write_cog
 
 from index.job import run_update
 from index.sources.stac import STAC_FOLDER, read_items
+from index.sources.stac import write_catalog as write_catalog_scenes
 from index.store import open_version
 from posapl.cli import main as posapl_main
 
@@ -145,6 +146,22 @@ def test_items_in_one_file_and_one_item_a_line(tmp_path: Path) -> None:
     found, skipped = read_items(lines)
     assert [item.id for item, _ in found] == [item.id for item in items]
     assert skipped and "malformed STAC item" in skipped[0][1] and skipped[0][0].endswith("line 6")
+
+
+def test_remote_and_file_url_assets(tmp_path: Path) -> None:
+    """A file:// href is a local file; an http(s) asset is skipped with the reason before any request."""
+    visual = tmp_path / "photo" / "visual.tif"
+    write_cog(visual, (band_data(5, SIZE)[[0, 0, 0]] // 64).astype(np.uint8), 10.0, nodata=None)
+    local = {"type": "Feature", "stac_version": "1.0.0", "id": "local", "geometry": None, "properties":
+             {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {"visual": {"href": visual.as_uri()}}}
+    remote = {**local, "id": "remote", "assets": {"visual": {"href": "https://example.invalid/visual.tif"}}}
+    lines = tmp_path / "items.ndjson"
+    lines.write_text(f"{json.dumps(local)}\n{json.dumps(remote)}\n")
+    result = write_catalog_scenes(lines, tmp_path / "scenes", None)
+    assert [facts.item for facts in result.scenes.values()] == ["local"]
+    assert "asset /vsicurl/https://example.invalid/visual.tif is remote" in result.skipped[0][1]
+    (vrt,) = (tmp_path / "scenes").rglob("*.vrt")
+    assert str(visual) in vrt.read_text()
 
 
 def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, tiny_arch_path: Path) -> None:

@@ -7,8 +7,9 @@ Accepted inputs (`posapl index build|update --stac PATH`):
 - an ItemCollection (a GeoJSON FeatureCollection of items) or a single item;
 - newline-delimited items (one item JSON a line).
 
-Asset hrefs may be relative (to the item's file, else to the listing file), absolute, or ``file://`` URLs;
-``http(s)`` hrefs are read through GDAL's ``/vsicurl/``.
+Asset hrefs may be relative (to the item's file, else to the listing file), absolute, or ``file://`` URLs.
+``http(s)`` hrefs are named as GDAL ``/vsicurl/`` URLs, but the indexer never reads the network (index.vrt), so
+an item with a remote asset is skipped with that reason before anything is requested.
 
 Each run reads the whole catalog again and rewrites ROOT/stac/<n>/ (one folder per catalog): one VRT per item,
 named after its collection and id, holding the item's metadata. The VRT folder is then an ordinary source folder
@@ -209,6 +210,9 @@ def write_catalog(source: Path, folder: Path, assets: tuple[str, ...] | None) ->
             continue
         try:
             names = [gdal_name(asset.href, base) for asset in choose_assets(item, wanted)]
+            remote = next((name for name in names if name.startswith("/vsi")), None)
+            if remote is not None:
+                raise StackError(f"asset {remote} is remote; the indexer reads local files only (index.vrt)")
             xml = stack_vrt(names, {"STAC_ITEM": item.id, ITEM_DIGEST_KEY: _item_digest(item)})
         except StackError as exc:
             result.skipped.append((where, f"STAC item {item.id}: {exc}"))
