@@ -17,6 +17,7 @@ from index.layout import LAST_RUN
 from index.publish import StoreBusyError, rollback, store_lock
 from index.report import NothingToIndexError, RunReport
 from index.settings import IndexSettings, StoreConfig
+from index.sources.stac import catalog_file
 from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
 
@@ -101,7 +102,8 @@ def _with_added_inputs(root: Path, images: list[Path], captions: list[Path], sta
     config = StoreConfig.load(root)
     sources = [*config.sources, *(p.resolve() for p in images if p.resolve() not in config.sources)]
     banks = [*config.captions, *(p.resolve() for p in captions if p.resolve() not in config.captions)]
-    catalogs = [*config.stac, *(p.resolve() for p in stac if p.resolve() not in config.stac)]
+    added = [catalog_file(p).resolve() for p in stac]
+    catalogs = [*config.stac, *(p for p in added if p not in config.stac)]
     return config.model_copy(update={"sources": sources, "captions": banks, "stac": catalogs})
 
 
@@ -148,6 +150,7 @@ def _status(args: argparse.Namespace) -> int:
             "versions": store.versions(),
             "sources": [str(s) for s in config.sources],
             "captions": [str(c) for c in config.captions],
+            "stac": [str(c) for c in config.stac],
         }
         if live is not None:
             with store.open(live) as version:

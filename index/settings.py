@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.ignore import image_folder_problem
 from index.layout import CONFIG
+from index.sources.stac import catalog_file
 from index.vectors import FLAT_MAX_VECTORS, IndexSpec
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from posapl.rerank import DEFAULT_PROFILE_POINTS
@@ -196,7 +197,7 @@ class IndexSettings(StoreFields, BaseSettings):
         return StoreConfig(
             **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint", "arch", "pretrained"}),
             sources=[p.resolve() for p in self.images or []],
-            stac=[p.resolve() for p in self.stac or []],
+            stac=[catalog_file(p).resolve() for p in self.stac or []],
             stac_assets=self.stac_assets,
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,

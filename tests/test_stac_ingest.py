@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +20,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from stac_helpers import SIZE, band_data, write_catalog, write_cog
 
-from index.job import run_update
+from index.job import PAUSE_MARKER, run_update
+from index.layout import STAGING_PREFIX
 from index.sources.stac import STAC_FOLDER, read_items
 from index.sources.stac import write_catalog as write_catalog_scenes
 from index.store import open_version
@@ -100,9 +105,10 @@ def test_the_visual_asset_by_default_and_a_sub_catalog_by_relative_href(tmp_path
     sub = json.loads(catalog.read_text())
     assert any(link["href"].startswith("./aerial/") for link in sub["links"] if link["rel"] == "child")
     root = tmp_path / "store"
-    argv = ["index", "build", "--stac", str(catalog), "--out", str(root), "--pretrained", "random"]
+    argv = ["index", "build", "--stac", str(catalog.parent), "--out", str(root), "--pretrained", "random"]
     argv += ["--arch", str(tiny_arch_path), "--device", "cpu", "--num-workers", "0", "--no-progress"]
-    assert posapl_main([*argv, "--tile-sizes", "64"]) == 0
+    assert posapl_main([*argv, "--tile-sizes", "64"]) == 0  # the catalog's folder stands for its catalog.json
+    assert json.loads((root / "config.json").read_text())["stac"] == [str(catalog)]
     with open_version(root) as version:
         grouped = _by_item(version)
         assert set(grouped) == {"aerial-1"}
@@ -200,3 +206,34 @@ def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, ti
 
     again = run_update(root, tiny_settings(root, tiny_arch_path))
     assert again.status == "unchanged"  # the catalog read again, nothing changed: nothing is published
+
+
+def test_a_killed_catalog_update_leaves_the_live_version_whole(tmp_path: Path, tiny_arch_path: Path) -> None:
+    """SIGKILL after staging the new version: the live one still opens with every item; the next run publishes."""
+    catalog = write_catalog(tmp_path / "catalog")
+    root = tmp_path / "store"
+    settings = tiny_settings(root, tiny_arch_path, stac=[catalog], stac_assets=RGB, tile_sizes=[64])
+    run_update(root, settings, settings.store_config())
+    s2 = pystac.read_file(str(catalog.parent / S2 / "collection.json"))
+    s2.remove_item("S2B_T33_20210701")
+    s2.save_object(include_self_link=False)
+
+    command = [sys.executable, "-m", "posapl.cli", "index", "update", "--num-workers", "0", "--no-progress"]
+    command += ["--device", "cpu", "--root", str(root)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POSAPL_FAULT_PAUSE_AT": "staged"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not (root / PAUSE_MARKER).is_file():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the update never reached the staged version"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(root.glob(f"{STAGING_PREFIX}*"))
+    with open_version(root) as version:
+        assert version.number == 1 and len(_by_item(version)) == 3
+
+    assert run_update(root, tiny_settings(root, tiny_arch_path)).status == "published"
+    with open_version(root) as version:
+        assert version.number == 2 and set(_by_item(version)) == {"S2A_T33_20200513", "LC08_T33_20190801"}
+    assert not list(root.glob(f"{STAGING_PREFIX}*"))

@@ -115,6 +115,13 @@ def _walk(catalog: pystac.Catalog, seen: set[str]) -> tuple[list[pystac.Item], l
     return items, skipped
 
 
+def catalog_file(path: Path) -> Path:
+    """`path`, or the catalog.json / collection.json of a folder given instead of its catalog file."""
+    if path.is_dir():
+        return next((path / name for name in ("catalog.json", "collection.json") if (path / name).is_file()), path)
+    return path
+
+
 def read_items(source: Path) -> tuple[list[tuple[pystac.Item, Path]], list[tuple[str, str]]]:
     """(item, folder its relative hrefs start from) of every item of `source`, and the items left out."""
     if not source.is_file():
@@ -124,7 +131,10 @@ def read_items(source: Path) -> tuple[list[tuple[pystac.Item, Path]], list[tuple
     except ValueError:
         document = None
     if isinstance(document, dict) and document.get("type") in ("Catalog", "Collection"):
-        catalog = pystac.read_file(str(source))
+        try:
+            catalog = pystac.read_file(str(source))
+        except Exception as exc:  # noqa: BLE001 - the root itself is unreadable: the run fails, saying why
+            raise ValueError(f"unreadable STAC catalog {source}: {exc}") from exc
         items, skipped = _walk(catalog, {str(source)})
         return [(item, Path(item.get_self_href() or source).parent) for item in items], skipped
     found, skipped = [], []
