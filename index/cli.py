@@ -189,6 +189,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every item is one scene (re-read by every update)",
     )
     build.add_argument(
+        "--band-folders",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="folders of per-band files: the files of one scene (same text in place of the * of --band-files) are "
+        "stacked as one scene",
+    )
+    build.add_argument(
+        "--band-files",
+        type=_name_list,
+        metavar="PATTERN[,PATTERN]",
+        help="file name pattern of each band, in R,G,B order, e.g. '*_B04.tif,*_B03.tif,*_B02.tif'",
+    )
+    build.add_argument(
         "--stac-assets",
         type=_name_list,
         metavar="KEY[,KEY]",

@@ -237,3 +237,31 @@ def test_a_killed_catalog_update_leaves_the_live_version_whole(tmp_path: Path, t
     with open_version(root) as version:
         assert version.number == 2 and set(_by_item(version)) == {"S2A_T33_20200513", "LC08_T33_20190801"}
     assert not list(root.glob(f"{STAGING_PREFIX}*"))
+
+
+def test_a_folder_of_per_band_files_is_stacked_by_file_name_pattern(tmp_path: Path, tiny_arch_path: Path) -> None:
+    bands = tmp_path / "bands"
+    scene = "T33UUP_20200513T100031"
+    for number, band in enumerate(("B02", "B03", "B04")):
+        half = band == "B02"
+        write_cog(bands / "2020" / f"{scene}_{band}.tif", band_data(number, SIZE // 2 if half else SIZE),
+                  20.0 if half else 10.0)
+    write_cog(bands / "T33UUP_20210101T100031_B04.tif", band_data(7, SIZE), 10.0)  # its B03 and B02 are missing
+    (bands / "2020" / "notes.txt").write_text("not a band")
+    root = tmp_path / "store"
+    patterns = ["*_B04.tif", "*_B03.tif", "*_B02.tif"]
+    settings = tiny_settings(root, tiny_arch_path, band_folders=[bands], band_files=patterns, tile_sizes=[64])
+    report = run_update(root, settings, settings.store_config())
+    with open_version(root) as version:
+        records = version.all_images()
+        assert len(records) == 9 and {r.path for r in records} == {f"2020/{scene}.vrt"}
+        assert {(r.time, r.time_source) for r in records} == {("2020-05-13T10:00:31+00:00", "filename")}
+        assert version.stac([r.scene_id for r in records]) == {}
+    skipped = dict(report.skipped)
+    assert "none matches *_B03.tif, *_B02.tif" in skipped[str(bands / "T33UUP_20210101T100031")]
+    assert "matches no band file pattern" in skipped[str(bands / "2020" / "notes.txt")]
+    with rasterio.open(root / "bands" / "0" / "2020" / f"{scene}.vrt") as stacked, \
+            rasterio.open(bands / "2020" / f"{scene}_B04.tif") as red, \
+            rasterio.open(bands / "2020" / f"{scene}_B02.tif") as blue:
+        assert np.array_equal(stacked.read(1), red.read(1))
+        assert np.array_equal(stacked.read(3), blue.read(1, out_shape=(SIZE, SIZE), resampling=Resampling.bilinear))

@@ -1,12 +1,15 @@
-"""The STAC side of a run: catalogs become source folders of VRTs before the scan, and their items' facts are
-put on the records after planning. index.job calls the two steps; everything between is the folder path."""
+"""The generated side of a run: STAC catalogs and per-band folders become source folders of VRTs before the
+scan, and STAC items' facts are put on the records after planning. index.job calls the two steps; everything
+between is the folder path. Source numbering: the store's image folders, then one folder per catalog, then one
+per band folder."""
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 from index.settings import StoreConfig
+from index.sources.bands import BANDS_FOLDER, write_band_folder
 from index.sources.stac import STAC_FOLDER, CatalogScenes, StacFacts, write_catalog
 from index.stac_meta import StacRecord
 from index.store import ImageRecord, SceneRecord
@@ -18,10 +21,11 @@ class StacSources:
 
     catalogs: list[CatalogScenes]
     first_source: int
+    band_skipped: list[tuple[str, str]] = field(default_factory=list)  # of the per-band folders
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        return [entry for catalog in self.catalogs for entry in catalog.skipped]
+        return [entry for catalog in self.catalogs for entry in catalog.skipped] + self.band_skipped
 
     def facts(self, source: int, path: str) -> StacFacts | None:
         number = source - self.first_source
@@ -50,11 +54,18 @@ class StacSources:
 
 
 def prepare_catalogs(root: Path, config: StoreConfig) -> tuple[StoreConfig, StacSources]:
-    """Write each catalog's VRT folder (ROOT/stac/<n>) and return the config with those folders as sources."""
+    """Write each catalog's VRT folder (ROOT/stac/<n>) and each band folder's (ROOT/bands/<n>), and return the
+    config with those folders as sources."""
     folders = [root / STAC_FOLDER / str(number) for number in range(len(config.stac))]
     assets = tuple(config.stac_assets) if config.stac_assets else None
     catalogs = [write_catalog(source, folder, assets) for source, folder in zip(config.stac, folders)]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)  # a catalog without usable items is an empty folder
-    expanded = config.model_copy(update={"sources": [*config.sources, *folders]})
-    return expanded, StacSources(catalogs, len(config.sources))
+    stacks = [root / BANDS_FOLDER / str(number) for number in range(len(config.band_folders))]
+    band_skipped = [
+        entry
+        for source, target in zip(config.band_folders, stacks)
+        for entry in write_band_folder(source, target, config.band_files or [])
+    ]
+    expanded = config.model_copy(update={"sources": [*config.sources, *folders, *stacks]})
+    return expanded, StacSources(catalogs, len(config.sources), band_skipped)
