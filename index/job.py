@@ -392,7 +392,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             min_valid=config.min_valid,
         )
         plan = _plan_images(chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing)
-        plan.skipped = sorted(plan.skipped + unreadable + catalogs.skipped)
+        plan.skipped = sorted(catalogs.name_items(plan.skipped + unreadable) + catalogs.skipped)
         plan.records, plan.stac = catalogs.annotate(plan.records, plan.scenes)
         if not plan.records:
             current = IndexStore(root).current_version()

@@ -161,13 +161,36 @@ def test_remote_and_file_url_assets(tmp_path: Path) -> None:
     local = {"type": "Feature", "stac_version": "1.0.0", "id": "local", "geometry": None, "properties":
              {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {"visual": {"href": visual.as_uri()}}}
     remote = {**local, "id": "remote", "assets": {"visual": {"href": "https://example.invalid/visual.tif"}}}
+    (tmp_path / "garbage.tif").write_bytes(b"not a raster at all")
+    garbage = {**local, "id": "garbage", "assets": {"visual": {"href": "garbage.tif"}}}  # relative to the listing
     lines = tmp_path / "items.ndjson"
-    lines.write_text(f"{json.dumps(local)}\n{json.dumps(remote)}\n")
+    lines.write_text("".join(json.dumps(item) + "\n" for item in (local, remote, garbage)))
     result = write_catalog_scenes(lines, tmp_path / "scenes", None)
     assert [facts.item for facts in result.scenes.values()] == ["local"]
-    assert "asset /vsicurl/https://example.invalid/visual.tif is remote" in result.skipped[0][1]
+    reasons = [reason for _, reason in result.skipped]
+    assert "STAC item remote: asset /vsicurl/https://example.invalid/visual.tif is remote" in reasons[0]
+    assert f"STAC item garbage: unreadable asset {tmp_path / 'garbage.tif'}" in reasons[1]
     (vrt,) = (tmp_path / "scenes").rglob("*.vrt")
     assert str(visual) in vrt.read_text()
+
+
+def test_an_asset_that_fails_to_decode_is_reported_by_its_item(tmp_path: Path, tiny_arch_path: Path) -> None:
+    """A real COG whose tiles are truncated (shared data corrupt.tif) passes the header read and fails a window."""
+    from index_helpers import DATA
+
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "broken-tiles", "geometry": None, "links": [],
+            "properties": {"datetime": "2020-01-01T00:00:00Z"},
+            "assets": {"visual": {"href": str(DATA / "geotiff" / "corrupt.tif")}}}
+    good = {**item, "id": "fine", "assets": {"visual": {"href": str(DATA / "geotiff" / "RGB.byte.tif")}}}
+    lines = tmp_path / "items.ndjson"
+    lines.write_text(f"{json.dumps(item)}\n{json.dumps(good)}\n")
+    root = tmp_path / "store"
+    settings = tiny_settings(root, tiny_arch_path, stac=[lines])
+    report = run_update(root, settings, settings.store_config())
+    (reason,) = [reason for _, reason in report.skipped]
+    assert reason.startswith("STAC item broken-tiles: window at") and "unreadable raster" in reason
+    with open_version(root) as version:
+        assert set(_by_item(version)) == {"fine"}
 
 
 def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, tiny_arch_path: Path) -> None:

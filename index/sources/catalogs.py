@@ -31,6 +31,19 @@ class StacSources:
         number = source - self.first_source
         return self.catalogs[number].scenes.get(path) if 0 <= number < len(self.catalogs) else None
 
+    def name_items(self, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Scenes of catalogs left out by decoding, named by their item (its JSON) rather than by the VRT."""
+        named = []
+        for path, reason in skipped:
+            for catalog in self.catalogs:
+                relative = Path(path).relative_to(catalog.folder) if Path(path).is_relative_to(catalog.folder) else None
+                facts = catalog.scenes.get(relative.as_posix()) if relative is not None else None
+                if facts is not None:
+                    path, reason = facts.self_href or path, f"STAC item {facts.item}: {reason}"
+                    break
+            named.append((path, reason))
+        return named
+
     def annotate(
         self, records: list[ImageRecord], scenes: dict[str, SceneRecord]
     ) -> tuple[list[ImageRecord], list[StacRecord]]:
