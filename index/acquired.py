@@ -1,7 +1,8 @@
 """When an item was acquired, and where that time comes from.
 
 Time filters and the map's dates are only as good as this time, so every item records its source beside it
-(`time_source`), first match wins:
+(`time_source`). An item of a STAC catalog takes its item's ``datetime`` (else ``start_datetime``), source
+``stac`` (index.sources.catalogs); for other files the first match wins:
 
 1. ``metadata``: what the file states: GDAL tags ``ACQUISITIONDATETIME``, ``ACQUISITION_DATETIME``,
    ``ACQUISITION_DATE``, ``DATE_ACQUIRED`` (default and ``IMAGERY`` domains), ``TIFFTAG_DATETIME``, or EXIF
@@ -27,7 +28,7 @@ from typing import Literal
 from PIL import Image
 from rasterio.io import DatasetReader
 
-TimeSource = Literal["metadata", "filename", "file_mtime"]
+TimeSource = Literal["metadata", "filename", "file_mtime", "stac"]
 TIME_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "TIFFTAG_DATETIME")
 TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y%m%d")
 # A date token: 8 digits, optionally T and 6 more, not glued to other letters or digits.

@@ -17,6 +17,7 @@ from index.layout import LAST_RUN
 from index.publish import StoreBusyError, rollback, store_lock
 from index.report import NothingToIndexError, RunReport, summary
 from index.settings import IndexSettings, StoreConfig
+from index.sources.stac import catalog_file
 from index.store import IndexIntegrityError, IndexStore
 from posapl.cli import settings_from_args
 
@@ -45,6 +46,13 @@ def _int_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def _fail(command: str, exc: BaseException) -> int:
@@ -82,13 +90,15 @@ def _build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_added_inputs(root: Path, images: list[Path], captions: list[Path]) -> StoreConfig:
-    """The store's config with new image folders / caption files appended (recorded ones stay first, so the
-    numbering of existing sources does not change); `run_update` checks and saves it under the lock."""
+def _with_added_inputs(root: Path, images: list[Path], captions: list[Path], stac: list[Path]) -> StoreConfig:
+    """The store's config with new image folders / caption files / STAC catalogs appended (recorded ones stay
+    first, so the numbering of existing sources does not change); `run_update` checks and saves it under the lock."""
     config = StoreConfig.load(root)
     sources = [*config.sources, *(p.resolve() for p in images if p.resolve() not in config.sources)]
     banks = [*config.captions, *(p.resolve() for p in captions if p.resolve() not in config.captions)]
-    return config.model_copy(update={"sources": sources, "captions": banks})
+    added = [catalog_file(p).resolve() for p in stac]
+    catalogs = [*config.stac, *(p for p in added if p not in config.stac)]
+    return config.model_copy(update={"sources": sources, "captions": banks, "stac": catalogs})
 
 
 def _update(args: argparse.Namespace) -> int:
@@ -97,8 +107,8 @@ def _update(args: argparse.Namespace) -> int:
     settings = settings_from_args(IndexSettings, args)
     try:
         config = None
-        if args.add_images or args.add_captions:
-            config = _with_added_inputs(settings.root, args.add_images or [], args.add_captions or [])
+        if args.add_images or args.add_captions or args.stac:
+            config = _with_added_inputs(settings.root, args.add_images or [], args.add_captions or [], args.stac or [])
         report = run_update(Path(settings.root), settings, config)
     except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
         return _fail("update", exc)
@@ -134,6 +144,7 @@ def _status(args: argparse.Namespace) -> int:
             "versions": store.versions(),
             "sources": [str(s) for s in config.sources],
             "captions": [str(c) for c in config.captions],
+            "stac": [str(c) for c in config.stac],
         }
         if live is not None:
             with store.open(live) as version:
@@ -162,7 +173,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
 
     build = commands.add_parser("build", help="create (or reconfigure) an index store and publish a version")
-    build.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="image folders")
+    build.add_argument("--images", type=Path, nargs="+", metavar="DIR", help="image folders")
+    build.add_argument(
+        "--stac",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="STAC catalog.json / collection.json (walked recursively), an ItemCollection or item-per-line file; "
+        "every item is one scene (re-read by every update)",
+    )
+    build.add_argument(
+        "--band-folders",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="folders of per-band files: the files of one scene (same text in place of the * of --band-files) are "
+        "stacked as one scene",
+    )
+    build.add_argument(
+        "--band-files",
+        type=_name_list,
+        metavar="PATTERN[,PATTERN]",
+        help="file name pattern of each band, in R,G,B order, e.g. '*_B04.tif,*_B03.tif,*_B02.tif'",
+    )
+    build.add_argument(
+        "--stac-assets",
+        type=_name_list,
+        metavar="KEY[,KEY]",
+        help="assets stacked as one scene per item, by key (B04,B03,B02) or eo:bands common name (red,green,blue); "
+        "default: the visual asset",
+    )
     build.add_argument("--out", dest="root", type=Path, metavar="ROOT", help=ROOT_HELP)
     build.add_argument("--checkpoint", help="POSAPL checkpoint directory (default: zero-shot base CLIP)")
     build.add_argument("--pretrained", help="open_clip tag or local weights file for the base model")
@@ -220,6 +260,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="FILE",
         help="add these caption files to the caption bank from now on (recorded in ROOT/config.json)",
+    )
+    update.add_argument(
+        "--stac",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="also index these STAC catalogs from now on (recorded ones are re-read by every update anyway)",
     )
     _runtime_flags(update)
     update.set_defaults(func=_update)

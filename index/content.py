@@ -15,6 +15,7 @@ from index.profiles import compute_profiles
 from index.progress import stage
 from index.publish import VersionContent
 from index.settings import StoreConfig
+from index.stac_meta import StacRecord
 from index.store import ImageRecord, IndexVersion, SceneRecord
 from index.vectors import IndexSpec, build_index, stored_vectors
 from posapl.model import POSAPL
@@ -32,6 +33,7 @@ class ImagePlan:
     scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
     digests: list[str | None] = field(default_factory=list)  # pixel digest per record, where known
     reused: int = 0  # windows of changed files that kept their live vector and id
+    stac: list[StacRecord] = field(default_factory=list)  # the STAC items of the scenes made from one
 
 
 def caption_bank(
@@ -95,6 +97,7 @@ def version_content(
         skipped=plan.skipped,
         scenes=sorted(plan.scenes.values(), key=lambda scene: (scene.source, scene.path)),
         digests={record.id: digest for record, digest in zip(plan.records, plan.digests) if digest is not None},
+        stac=plan.stac,
         manifest={
             "model": {
                 "fingerprint": model.fingerprint(),

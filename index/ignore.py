@@ -3,8 +3,9 @@
 Files come in three kinds: images and rasters (index.decode.IMAGE_SUFFIXES), which are indexed or skipped
 with the reason they could not be; files on the ignore list below, which belong beside a raster (GDAL and GIS
 sidecars) or to the operating system, and are counted and listed as *ignored*, not as errors; and anything
-else, which is *skipped* with what it is: a STAC catalog, collection or item (STAC ingestion is not supported
-yet), another JSON file (perhaps a caption file, which belongs to ``--captions``), or an unsupported type.
+else, which is *skipped* with what it is: a STAC catalog, collection or item (it belongs to ``--stac``,
+which reads its items and assets), another JSON file (perhaps a caption file, which belongs to
+``--captions``), or an unsupported type.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ JSON_SNIFF_BYTES = 16 << 20  # larger JSON files are not parsed to look for a ST
 STAC_TYPES = {
     "Catalog": "catalog", "Collection": "collection", "Feature": "item", "FeatureCollection": "item collection"
 }
-STAC_NOT_SUPPORTED = "STAC ingestion is not supported yet"
+STAC_OPTION = "STAC catalogs are indexed with --stac PATH (posapl index build|update)"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def not_indexed(path: Path) -> NotIndexed:
         return NotIndexed(str(path), reason, ignored=True)
     kind = stac_kind(path)
     if kind is not None:
-        reason = f"a STAC {kind}: {STAC_NOT_SUPPORTED}"
+        reason = f"a STAC {kind}, not an image: {STAC_OPTION}"
     elif path.suffix.lower() == ".json":
         reason = "a JSON file, not an image (caption and annotation files belong to --captions)"
     else:
@@ -99,7 +100,7 @@ def image_folder_problem(path: Path) -> str | None:
         return f"not found: {path}"
     kind = stac_kind(path)
     if kind is not None:
-        return f"{path} is a STAC {kind}, not an image folder: {STAC_NOT_SUPPORTED}; --images takes image folders"
+        return f"{path} is a STAC {kind}, not an image folder: --images takes image folders; {STAC_OPTION}"
     if path.suffix.lower() == ".json":
         return f"{path} is a JSON file, not an image folder: caption and annotation files go to --captions"
     return f"{path} is a file, not an image folder: --images takes folders (its folder is {path.parent})"

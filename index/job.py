@@ -36,6 +36,7 @@ from index.report import RunReport, change_counts, nothing_to_index, write_repor
 from index.reuse import Previous, match_previous, previous_windows, read_digests, unique_ids
 from index.scan import HashCache, ScannedFile, scan_sources
 from index.settings import IndexSettings, StoreConfig
+from index.sources.catalogs import prepare_catalogs
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.tiles import FilePlan, plan_file
 from index.vectors import stored_vectors
@@ -260,7 +261,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         if config is not None:
             config.check()
             config.save(root)
-        config = StoreConfig.load(root)
+        config, catalogs = prepare_catalogs(root, StoreConfig.load(root))
         remove_staging(root)
         (root / PAUSE_MARKER).unlink(missing_ok=True)
         pause = _pause_hook(root, settings)
@@ -324,7 +325,8 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
         plan = _plan_images(
             chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing, previous, live_digests
         )
-        plan.skipped = sorted(plan.skipped + unreadable)
+        plan.skipped = sorted(catalogs.name_items(plan.skipped + unreadable) + catalogs.skipped)
+        plan.records, plan.stac = catalogs.annotate(plan.records, plan.scenes)
         if not plan.records:
             current = IndexStore(root).current_version()
             raise nothing_to_index(config.sources, len(files), plan.skipped, ignored, current)

@@ -45,6 +45,7 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
+from index.stac_meta import StacRecord, write_stac
 from index.store import (
     ImageRecord,
     IndexIntegrityError,
@@ -87,6 +88,7 @@ class VersionContent:
     manifest: dict[str, Any]  # everything but version, created, counts and files
     scenes: list[SceneRecord] = field(default_factory=list)  # one row per indexed file
     digests: dict[int, str] = field(default_factory=dict)  # item id -> pixel digest (index.reuse)
+    stac: list[StacRecord] = field(default_factory=list)  # one row per scene made from a STAC item
 
 
 def _fsync_file(path: Path) -> None:
@@ -177,6 +179,7 @@ def _write_meta(path: Path, content: VersionContent) -> None:
             [(i, text, source) for i, (text, source) in enumerate(content.caption_texts)],
         )
         db.executemany("INSERT INTO skipped VALUES (?,?)", content.skipped)
+        write_stac(db, content.stac)
         db.execute("CREATE INDEX images_mtime ON images (mtime)")  # time filters select by range, not by scan
         db.commit()
     finally:

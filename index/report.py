@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.ignore import STAC_NOT_SUPPORTED
+from index.ignore import STAC_OPTION
 from index.scan import ScannedFile
 from index.store import ImageRecord
 
@@ -95,11 +95,11 @@ def nothing_to_index(
     live: int | None,
 ) -> NothingToIndexError:
     """The error for a run whose version would hold no item, naming the cause."""
-    stac = [path for path, reason in skipped if STAC_NOT_SUPPORTED in reason]
+    stac = [path for path, reason in skipped if STAC_OPTION in reason]
     why = []
     if stac:
         more = f" and {len(stac) - 1} more STAC files" if len(stac) > 1 else ""
-        why.append(f"it holds a STAC catalog ({stac[0]}{more}), and {STAC_NOT_SUPPORTED}")
+        why.append(f"it holds a STAC catalog ({stac[0]}{more}): {STAC_OPTION}")
     if image_files:
         why.append(f"all {image_files} image files were skipped (reasons listed above)")
     elif not skipped and not ignored:

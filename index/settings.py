@@ -12,11 +12,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.ignore import image_folder_problem
 from index.layout import CONFIG
+from index.sources.bands import check_patterns
+from index.sources.stac import catalog_file
 from index.vectors import FLAT_MAX_VECTORS, IndexSpec
 from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from posapl.rerank import DEFAULT_PROFILE_POINTS
@@ -112,8 +114,38 @@ class StoreFields(BaseModel):
 class StoreConfig(StoreFields):
     """The identity of a store, saved at build time in ROOT/config.json."""
 
-    sources: list[Path] = Field(min_length=1, description="image folders, absolute")
+    sources: list[Path] = Field(default_factory=list, description="image folders, absolute")
     captions: list[Path] = Field(default_factory=list, description="annotation JSON / text-lines caption files")
+    stac: list[Path] = Field(
+        default_factory=list, description="STAC catalogs, collections, item collections or item lines, absolute "
+        "(index.sources.stac); each run re-reads them"
+    )
+    stac_assets: list[str] | None = Field(
+        None, description="asset keys or eo:bands common names stacked as one scene per item (default: visual)"
+    )
+
+    band_folders: list[Path] = Field(
+        default_factory=list, description="folders of per-band files, absolute (index.sources.bands)"
+    )
+    band_files: list[str] | None = Field(
+        None, description="one pattern per band, each with one *, stacked in this order, e.g. *_B04.tif,*_B03.tif"
+    )
+
+    @field_validator("band_files")
+    @classmethod
+    def _band_files(cls, value: list[str] | None) -> list[str] | None:
+        return value if value is None else check_patterns(value)
+
+    @model_validator(mode="after")
+    def _has_inputs(self) -> StoreConfig:
+        if not self.sources and not self.stac and not self.band_folders:
+            raise ValueError(
+                "a store needs at least one image folder (--images), STAC catalog (--stac) or band folder "
+                "(--band-folders)"
+            )
+        if self.band_folders and not self.band_files:
+            raise ValueError("--band-folders needs --band-files, the file name pattern of each band")
+        return self
 
     @classmethod
     def load(cls, root: Path) -> StoreConfig:
@@ -127,6 +159,8 @@ class StoreConfig(StoreFields):
         image folder), before anything is written to the store."""
         problems = [problem for p in self.sources if (problem := image_folder_problem(p)) is not None]
         problems += [f"not found: {p}" for p in self.captions if not p.is_file()]
+        problems += [f"STAC catalog not found: {p}" for p in self.stac if not p.is_file()]
+        problems += [f"band folder not found: {p}" for p in self.band_folders if not p.is_dir()]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -151,6 +185,13 @@ class IndexSettings(StoreFields, BaseSettings):
     )
     images: list[Path] | None = Field(None, description="build: image folders")
     captions: list[Path] | None = Field(None, description="build: caption files")
+    stac: list[Path] | None = Field(None, description="build: STAC catalogs (catalog.json, collection.json, items)")
+    stac_assets: list[str] | None = Field(
+        None, description="asset keys or eo:bands common names stacked as one scene per item, e.g. B04,B03,B02 or "
+        "red,green,blue (default: the visual asset)"
+    )
+    band_folders: list[Path] | None = Field(None, description="build: folders of per-band files")
+    band_files: list[str] | None = Field(None, description="build: band file patterns, e.g. *_B04.tif,*_B03.tif")
 
     device: str = Field("auto", description="torch device for the encoder: auto, cpu, cuda, cuda:1 …")
     batch_size: int = Field(64, ge=1, le=4096)
@@ -172,11 +213,18 @@ class IndexSettings(StoreFields, BaseSettings):
     )
 
     def store_config(self) -> StoreConfig:
-        if not self.images:
-            raise ValueError("build needs at least one image folder (--images)")
+        if not self.images and not self.stac and not self.band_folders:
+            raise ValueError(
+                "build needs at least one image folder (--images), STAC catalog (--stac) or band folder "
+                "(--band-folders)"
+            )
         return StoreConfig(
             **self.model_dump(include=set(StoreFields.model_fields) - {"checkpoint", "arch", "pretrained"}),
-            sources=[p.resolve() for p in self.images],
+            sources=[p.resolve() for p in self.images or []],
+            stac=[catalog_file(p).resolve() for p in self.stac or []],
+            stac_assets=self.stac_assets,
+            band_folders=[p.resolve() for p in self.band_folders or []],
+            band_files=self.band_files,
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
             arch=_absolute_if_file(self.arch if self.checkpoint else self.arch or DEFAULT_ARCH),

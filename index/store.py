@@ -41,6 +41,8 @@ Contract (names are stable; see index.layout for the files):
                                                (KeyError for an unknown id, -1 included; P = 0 and
                                                manifest.raw["profiles"]["method"] is None when none were built)
         .scene(id) -> SceneRecord              KeyError when unknown;  .scenes(ids) -> list[SceneRecord | None]
+        .stac(scene_ids) -> {scene id: StacRecord} of the scenes made from STAC items (index.stac_meta)
+        .image_ids_by_stac(collections, cloud_cover_max, platforms) -> int64 ids whose item matches (None = any)
         .scene_footprints() -> [(id, GeoJSON text | None)] of every scene, in archive order (folder, path)
         .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
 
@@ -81,6 +83,7 @@ from index.layout import (
     content_id,
     file_sha256,
 )
+from index.stac_meta import StacRecord, has_stac, image_ids_by_stac, stac_of_scenes
 from index.vectors import set_search_parameter
 
 
@@ -276,6 +279,7 @@ class IndexVersion:
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
             self.has_time_sources = _has_column(self._db, "images", "time_source")
+            self.has_stac = has_stac(self._db)
             recorded = ", time_source" if self.has_time_sources else ", NULL"  # NULL: written before it existed
             self._image_columns, self._scene_columns = IMAGE_COLUMNS + recorded, SCENE_COLUMNS + recorded
             self._load_profiles(path / PROFILES)
@@ -472,6 +476,22 @@ class IndexVersion:
             for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def stac(self, scene_ids: list[int] | np.ndarray) -> dict[int, StacRecord]:
+        """The STAC facts of those scenes that came from a STAC item (index.stac_meta)."""
+        if not self.has_stac:
+            return {}
+        with self._lock:
+            return stac_of_scenes(self._db, [int(i) for i in scene_ids])
+
+    def image_ids_by_stac(
+        self, collections: list[str] | None, cloud_cover_max: float | None, platforms: list[str] | None
+    ) -> np.ndarray:
+        """Items whose STAC item matches every given field exactly (index.stac_meta.image_ids_by_stac)."""
+        if not self.has_stac:
+            return np.zeros(0, np.int64)
+        with self._lock:
+            return image_ids_by_stac(self._db, collections, cloud_cover_max, platforms)
 
     def _ids_where(self, where: str, values: list[Any]) -> np.ndarray:
         with self._lock:

@@ -27,6 +27,8 @@ def matching_ids(version: IndexVersion, filters: SearchFilters) -> np.ndarray:
         ids = _both(ids, version.image_ids_acquired(filters.time_from, filters.time_to))
     if filters.gsd_min is not None or filters.gsd_max is not None:
         ids = _both(ids, version.image_ids_by_gsd(filters.gsd_min, filters.gsd_max))
+    if filters.collections is not None or filters.cloud_cover_max is not None or filters.platform is not None:
+        ids = _both(ids, version.image_ids_by_stac(filters.collections, filters.cloud_cover_max, filters.platform))
     if filters.scenes is not None:
         ids = _both(ids, version.image_ids_of_scenes(filters.scenes))
     if ids is None:

@@ -36,6 +36,18 @@ def wants_geojson(request: Request, format: str | None) -> bool:
     return any(part.split(";")[0].strip().lower() == MEDIA_TYPE for part in accept.split(","))
 
 
+def stac_properties(hit: ImageHit) -> dict[str, Any]:
+    """The hit's STAC item as flat properties (GIS tables have no nested columns); null when it has none."""
+    stac = hit.stac
+    return {
+        "stac_item": stac.item if stac else None,
+        "stac_collection": stac.collection if stac else None,
+        "cloud_cover": stac.cloud_cover if stac else None,
+        "platform": stac.platform if stac else None,
+        "stac_self_href": stac.self_href if stac else None,
+    }
+
+
 def feature(hit: ImageHit, rank: int) -> dict[str, Any]:
     window = hit.window.model_dump() if hit.window is not None else None
     return {
@@ -61,6 +73,7 @@ def feature(hit: ImageHit, rank: int) -> dict[str, Any]:
             "gsd": hit.gsd,
             "time": hit.time,
             "time_source": hit.time_source,
+            **stac_properties(hit),
         },
     }
 

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictFloat,
+    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -27,6 +28,7 @@ from service.image_ids import ID_PATTERN
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
 LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
 MAX_SCENE_IDS = 1000  # scene ids one filter may list
+MAX_STAC_NAMES, MAX_STAC_NAME = 100, 200  # collection / platform names one filter may list, and their length
 
 
 def _scene_id(value: object) -> int:
@@ -96,6 +98,24 @@ class SearchFilters(BaseModel):
     exclude_scenes: list[SceneIdValue] | None = Field(
         None, min_length=1, max_length=MAX_SCENE_IDS, description="leave out every item of these scenes"
     )
+    collections: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STAC_NAME)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_STAC_NAMES,
+        description="keep items of STAC items in one of these collections (exact ids); items not indexed from a "
+        "STAC catalog never match",
+    )
+    cloud_cover_max: float | None = Field(
+        None, strict=True, ge=0, le=100, description="keep items whose STAC item's eo:cloud_cover (percent) is at "
+        "most this; items without a cloud cover never match"
+    )
+    platform: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STAC_NAME)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_STAC_NAMES,
+        description="keep items whose STAC item's platform (else constellation) is one of these, exactly "
+        "(e.g. sentinel-2a)",
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -133,7 +153,7 @@ class SearchFilters(BaseModel):
             return value
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
-    @field_validator("min_mtime", "max_mtime", "gsd_min", "gsd_max")
+    @field_validator("min_mtime", "max_mtime", "gsd_min", "gsd_max", "cloud_cover_max")
     @classmethod
     def _finite(cls, value: float | None, info: ValidationInfo) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -185,6 +205,20 @@ class WindowRef(BaseModel):
     size: int | None = Field(None, description="tile size the window was cut for; null for a whole small image")
 
 
+class StacRef(BaseModel):
+    """The STAC item a hit was indexed from (its scene is the item's stacked assets)."""
+
+    item: str = Field(..., description="the item's id")
+    collection: str | None = None
+    datetime: str | None = Field(None, description="the item's datetime, else its start_datetime (ISO-8601 UTC)")
+    cloud_cover: float | None = Field(None, description="eo:cloud_cover, percent")
+    platform: str | None = Field(None, description="platform, else constellation")
+    self_href: str | None = Field(
+        None, description="the item's JSON when the catalog is on the web (http/https); null for a local catalog, "
+        "whose files are the server's"
+    )
+
+
 class ImageHit(BaseModel):
     id: int = Field(..., description="stable image id (from the content hash)")
     score: float
@@ -213,9 +247,11 @@ class ImageHit(BaseModel):
     time: str | None = Field(
         None, description="acquisition time (ISO-8601): from the file's metadata, else its name, else its mtime"
     )
-    time_source: Literal["metadata", "filename", "file_mtime"] | None = Field(
-        None, description="where `time` comes from; null for an index version written before it was recorded"
+    time_source: Literal["metadata", "filename", "file_mtime", "stac"] | None = Field(
+        None, description="where `time` comes from (stac: the STAC item's datetime); null for an index version "
+        "written before it was recorded"
     )
+    stac: StacRef | None = Field(None, description="the STAC item of the hit; null when not indexed from a catalog")
 
 
 class SceneInfo(BaseModel):

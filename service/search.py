@@ -36,6 +36,7 @@ from service.query_text import clean_query
 from service.ranking import rerank
 from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
 from service.settings import ServiceSettings
+from service.stac_ref import stac_ref
 
 Target = Literal["images", "captions"]
 # Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
@@ -369,6 +370,7 @@ def image_hits(
 ) -> list[ImageHit]:
     if records is None:
         records = version.images(ids)
+    stac = version.stac({record.scene_id for record in records if record is not None})
     hits = []
     for image_id, score, record in zip(ids, scores, records, strict=True):
         if record is None:
@@ -392,6 +394,7 @@ def image_hits(
                 gsd=record.gsd,
                 time=record.time,
                 time_source=record.time_source,
+                stac=stac_ref(stac.get(record.scene_id)),
             )
         )
     return hits

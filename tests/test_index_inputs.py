@@ -106,7 +106,7 @@ def test_every_other_file_is_skipped_or_ignored_with_its_reason(mixed) -> None:
     root, archive, report = mixed
     skipped = dict(report.skipped)
     assert "not a local file" in skipped[str(archive / "remote.vrt")]
-    assert "STAC catalog: STAC ingestion is not supported yet" in skipped[str(archive / "catalog.json")]
+    assert "STAC catalog, not an image: STAC catalogs are indexed with --stac" in skipped[str(archive / "catalog.json")]
     assert "--captions" in skipped[str(archive / "captions.json")]
     assert "unsupported file type .txt" in skipped[str(archive / "notes.txt")]
     assert len(skipped) == 4 and report.counts["images"] == 2
@@ -161,7 +161,7 @@ def test_a_stac_catalog_folder_fails_saying_so(tmp_path: Path, tiny_arch_path: P
     assert _build([str(stac)], tmp_path / "store", tiny_arch_path) == 1
     err = capsys.readouterr().err
     assert f"it holds a STAC catalog ({stac / 'catalog.json'} and 1 more STAC files)" in err
-    assert "STAC ingestion is not supported yet" in err and "An empty index is never published" in err
+    assert "STAC catalogs are indexed with --stac PATH" in err and "An empty index is never published" in err
     assert f"skipped {stac / 'item-1' / 'item-1.json'}: a STAC item" in err
     assert not (tmp_path / "store" / CURRENT).exists()
 
@@ -175,7 +175,8 @@ def test_files_given_as_image_folders_name_the_right_option(tmp_path: Path, tiny
     shutil.copy(RSICD_TEST / rsicd_names(1)[0], chip)
     root = tmp_path / "store"
     assert _build([str(catalog)], root, tiny_arch_path) == 1
-    assert "is a STAC catalog, not an image folder: STAC ingestion is not supported yet" in capsys.readouterr().err
+    expected = "is a STAC catalog, not an image folder: --images takes image folders; STAC catalogs are indexed with"
+    assert expected in capsys.readouterr().err
     assert _build([str(captions)], root, tiny_arch_path) == 1
     assert "is a JSON file, not an image folder: caption and annotation files go to --captions" in (
         capsys.readouterr().err

@@ -39,7 +39,10 @@ NO_CAPTION_BANK = (
 )
 State = Annotated[ServiceState, Depends(get_state)]
 RERANK_METHODS: tuple[str, ...] = get_args(RerankMethod)
-GET_FILTERS = ("bbox", "time_from", "time_to", "gsd_min", "gsd_max", "scenes", "exclude_scenes")
+GET_FILTERS = (
+    "bbox", "time_from", "time_to", "gsd_min", "gsd_max", "scenes", "exclude_scenes", "collections", "cloud_cover_max",
+    "platform",
+)
 GET_PARAMS = ("q", "k", "rerank", *GET_FILTERS, "dedupe_overlaps", "format")
 FORM_FIELDS = ("k_captions", "k_images", "rerank", "dedupe_overlaps")
 FORM_FILES = ("file",)
@@ -144,9 +147,9 @@ def _get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
             continue
         if name == "bbox":
             given[name] = tuple(_numbers(value, name, 4))
-        elif name in ("gsd_min", "gsd_max"):
+        elif name in ("gsd_min", "gsd_max", "cloud_cover_max"):
             given[name] = _numbers(value, name, 1)[0]
-        elif name in ("scenes", "exclude_scenes"):
+        elif name in ("scenes", "exclude_scenes", "collections", "platform"):
             given[name] = value.split(",")
         else:
             given[name] = value
@@ -185,13 +188,17 @@ async def search_text_get(
     gsd_max: Annotated[str | None, Query(description="ground sample distance at most (m/px)")] = None,
     scenes: Annotated[str | None, Query(description="only items of these scenes: comma-separated scene ids")] = None,
     exclude_scenes: Annotated[str | None, Query(description="no items of these scenes: comma-separated ids")] = None,
+    collections: Annotated[str | None, Query(description="STAC collections: comma-separated ids")] = None,
+    cloud_cover_max: Annotated[str | None, Query(description="STAC eo:cloud_cover at most (percent)")] = None,
+    platform: Annotated[str | None, Query(description="STAC platforms: comma-separated names")] = None,
     dedupe_overlaps: bool = True,
     format: Format = None,
 ) -> TextSearchResponse | Response:
     geojson = wants_geojson(request, format)
     filters = _get_filters(
         {"bbox": bbox, "time_from": time_from, "time_to": time_to, "gsd_min": gsd_min, "gsd_max": gsd_max,
-         "scenes": scenes, "exclude_scenes": exclude_scenes}
+         "scenes": scenes, "exclude_scenes": exclude_scenes, "collections": collections,
+         "cloud_cover_max": cloud_cover_max, "platform": platform}
     )
     return await _text_search(state, q, k, rerank, filters, dedupe_overlaps, geojson)
 
