@@ -26,6 +26,7 @@ from service.geo.area import MAX_PARTS, MAX_VERTICES, check_bbox, request_geomet
 from service.image_ids import ID_PATTERN
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
+TimeSource = Literal["metadata", "filename", "file_mtime", "stac"]  # index.acquired: where an item's time comes from
 LAST_MOMENT = time(23, 59, 59, 999000)  # a day's end at the millisecond precision SQLite compares times with
 MAX_SCENE_IDS = 1000  # scene ids one filter may list
 MAX_STAC_NAMES, MAX_STAC_NAME = 100, 200  # collection / platform names one filter may list, and their length
@@ -247,7 +248,7 @@ class ImageHit(BaseModel):
     time: str | None = Field(
         None, description="acquisition time (ISO-8601): from the file's metadata, else its name, else its mtime"
     )
-    time_source: Literal["metadata", "filename", "file_mtime", "stac"] | None = Field(
+    time_source: TimeSource | None = Field(
         None, description="where `time` comes from (stac: the STAC item's datetime); null for an index version "
         "written before it was recorded"
     )
@@ -267,7 +268,7 @@ class SceneInfo(BaseModel):
     footprint: dict | None = Field(None, description="GeoJSON geometry in EPSG:4326")
     gsd: float | None
     time: str | None
-    time_source: Literal["metadata", "filename", "file_mtime"] | None = Field(
+    time_source: TimeSource | None = Field(
         None, description="where `time` comes from; null for an index version written before it was recorded"
     )
     items: int = Field(..., description="index items (tiles) of this scene")
