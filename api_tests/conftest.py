@@ -108,7 +108,9 @@ def stac_store(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -
 
 @pytest.fixture(scope="session")
 def stac_server(tmp_path_factory: pytest.TempPathFactory, stac_store, tiny_arch_file: Path) -> Iterator[LiveServer]:
-    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(stac_store[0]), "POSAPL_RERANK_DEFAULT": "multivariate"}
+    env = {
+        **model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(stac_store[0]), "POSAPL_RERANK_DEFAULT": "multivariate"
+    }
     live = start_server(tmp_path_factory.mktemp("stac-server"), "stac", env)
     yield live
     live.stop()

@@ -14,9 +14,9 @@ per indexed item (a small image or one window of a scene), geometry in WGS84 wit
                         catalog (a column appears when at least one item has the value)
     embedding           with --embeddings, GeoParquet only: the stored vector, fixed-size list of float32
 
-Null geometries: GeoParquet stores a null WKB value, GeoJSON a `"geometry": null` feature (RFC 7946 §3.2);
-The GeoParquet `bbox` covering column is null for those rows too. FlatGeobuf cannot put a null geometry in its packed R-tree, so a file with such items is written without the
-spatial index (every feature is still there).
+Null geometries: GeoParquet stores a null WKB value (and a null `bbox` covering), GeoJSON a `"geometry": null`
+feature (RFC 7946 §3.2); FlatGeobuf cannot put a null geometry in its packed R-tree, so a file with such items
+is written without the spatial index (every feature is still there).
 """
 
 from __future__ import annotations
