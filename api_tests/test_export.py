@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import geoparquet_validator
 import geopandas as gpd
+import geoparquet_validator
 import httpx
 import numpy as np
 import pyarrow.parquet as pq
