@@ -42,6 +42,15 @@ OPERATIONS = [
     "GET /v1/scenes/{scene_id}",
     "GET /v1/scenes/{scene_id}/overview",
     "GET /v1/scenes/{scene_id}/original",
+    "GET /stac",
+    "GET /stac/api",
+    "GET /stac/conformance",
+    "GET /stac/collections",
+    "GET /stac/collections/{collection_id}",
+    "GET /stac/collections/{collection_id}/items",
+    "GET /stac/collections/{collection_id}/items/{item_id}",
+    "GET /stac/search",
+    "POST /stac/search",
 ]
 
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from index.store import IndexVersion
-from service.errors import ServiceError, redact_paths
+from service.errors import ServiceError, error_responses, redact_paths
 from service.links import absolute
 from service.stac.items import STAC_VERSION, CollectionInfo, StacCatalog, collection_document, collection_of, stac_item
 from service.stac.query import StacQuery, run_search
@@ -25,6 +25,11 @@ from service.state import ServiceState
 
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
+
+
+def _documented(media_type: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses`: a 200 of `media_type` and the error statuses (in the STAC error shape)."""
+    return {200: {"content": {media_type: {"schema": {"type": "object"}}}}, **error_responses(*statuses)}
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/collections",
@@ -83,7 +88,7 @@ def _link(rel: str, route: str, kind: str = "application/json", **extra: Any) ->
     return {"rel": rel, "href": absolute(route), "type": kind, **extra}
 
 
-@router.get("", summary="STAC landing page")
+@router.get("", summary="STAC landing page", responses=_documented("application/json", 503))
 async def landing(request: Request) -> JSONResponse:
     version = _state(request).live.snapshot()
     children = [_link("child", f"/stac/collections/{name}") for name in StacCatalog.of(version).collections]
@@ -108,17 +113,25 @@ async def landing(request: Request) -> JSONResponse:
     })
 
 
-@router.get("/api", summary="The OpenAPI description of the service, as the STAC `service-desc` link types it")
+@router.get(
+    "/api",
+    responses=_documented(OPENAPI),
+    summary="The OpenAPI description of the service, as the STAC `service-desc` link types it",
+)
 async def service_desc(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi(), media_type=OPENAPI)
 
 
-@router.get("/conformance", summary="STAC and OGC API conformance classes")
+@router.get("/conformance", summary="STAC and OGC API conformance classes", responses=_documented("application/json"))
 async def conformance() -> JSONResponse:
     return JSONResponse({"conformsTo": CONFORMANCE})
 
 
-@router.get("/collections", summary="Collections: one per STAC collection ingested, `archive` for folders")
+@router.get(
+    "/collections",
+    responses=_documented("application/json", 503),
+    summary="Collections: one per STAC collection ingested, `archive` for folders",
+)
 async def collections(request: Request) -> JSONResponse:
     version = _state(request).live.snapshot()
     documents = [collection_document(info, version) for info in StacCatalog.of(version).collections.values()]
@@ -134,13 +147,17 @@ def _collection(request: Request, collection_id: str) -> tuple[IndexVersion, Col
     return version, info
 
 
-@router.get("/collections/{collection_id}", summary="One collection")
+@router.get(
+    "/collections/{collection_id}", summary="One collection", responses=_documented("application/json", 404, 503)
+)
 async def collection(request: Request, collection_id: str) -> JSONResponse:
     version, info = _collection(request, collection_id)
     return JSONResponse(collection_document(info, version))
 
 
-@router.get("/collections/{collection_id}/items/{item_id}", summary="One item")
+@router.get(
+    "/collections/{collection_id}/items/{item_id}", summary="One item", responses=_documented(GEOJSON, 404, 503)
+)
 async def item(request: Request, collection_id: str, item_id: str) -> JSONResponse:
     version, info = _collection(request, collection_id)
     record = None
@@ -175,7 +192,11 @@ async def _page(request: Request, query: StacQuery, route: str, given: dict[str,
     return JSONResponse(body, media_type=GEOJSON)
 
 
-@router.get("/collections/{collection_id}/items", summary="The items of a collection, a page at a time")
+@router.get(
+    "/collections/{collection_id}/items",
+    responses=_documented(GEOJSON, 400, 404, 422, 503),
+    summary="The items of a collection, a page at a time",
+)
 async def collection_items(request: Request, collection_id: str) -> JSONResponse:
     _collection(request, collection_id)
     given = _get_params(request)
@@ -188,13 +209,17 @@ async def collection_items(request: Request, collection_id: str) -> JSONResponse
     return await _page(request, query, f"/stac/collections/{collection_id}/items", given, post=False)
 
 
-@router.get("/search", summary="Item search (free text `q`, bbox, intersects, datetime, collections, ids)")
+@router.get(
+    "/search",
+    responses=_documented(GEOJSON, 400, 422, 503),
+    summary="Item search (free text `q`, bbox, intersects, datetime, collections, ids)",
+)
 async def search_get(request: Request) -> JSONResponse:
     given = _get_params(request)
     return await _page(request, StacQuery.parse(given, get=True), "/stac/search", given, post=False)
 
 
-@router.post("/search", summary="Item search with a JSON body")
+@router.post("/search", summary="Item search with a JSON body", responses=_documented(GEOJSON, 400, 413, 422, 503))
 async def search_post(request: Request) -> JSONResponse:
     try:
         given = json.loads(await request.body() or b"{}")
