@@ -10,6 +10,7 @@ collection, cloud cover and platform, and link back to the source item; every ot
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import threading
 import weakref
@@ -143,6 +144,11 @@ class StacCatalog:
             if catalog is None:
                 catalog = _catalogs[version] = cls._build(version)
             return catalog
+
+    @classmethod
+    async def of_async(cls, version: IndexVersion) -> StacCatalog:
+        """`of` off the event loop: the first call reads every item of the version."""
+        return await asyncio.to_thread(cls.of, version)
 
     @classmethod
     def _build(cls, version: IndexVersion) -> StacCatalog:

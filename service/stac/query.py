@@ -8,6 +8,7 @@ come in ascending item id order, which is stable while the index version is live
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ class StacPage:
 
 async def run_search(state: ServiceState, query: StacQuery) -> StacPage:
     version = state.live.snapshot()
-    catalog = StacCatalog.of(version)
+    catalog = await StacCatalog.of_async(version)
     allowed = _requested_ids(query, catalog)
     end = query.offset + query.limit
     if query.q is not None:
@@ -180,7 +181,10 @@ async def run_search(state: ServiceState, query: StacQuery) -> StacPage:
         records = version.images([hit.id for hit in hits])
         items = [stac_item(r, hit.score) for r, hit in zip(records, hits, strict=True) if r is not None]
         return StacPage(items, len(outcome.hits) >= k and k < MAX_RANKED, None)
-    ids = matching_ids(version, query.filters) if query.filters is not None else version.image_ids()
+    if query.filters is not None:
+        ids = await asyncio.to_thread(matching_ids, version, query.filters)
+    else:
+        ids = version.image_ids()
     if allowed is not None:
         ids = np.intersect1d(ids, allowed)
     ids = np.sort(ids)

@@ -38,7 +38,6 @@ CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.1/item-search#free-text",
     "https://api.stacspec.org/v1.0.0-rc.1/ogcapi-features#free-text",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
 DESCRIPTION = (
@@ -91,7 +90,8 @@ def _link(rel: str, route: str, kind: str = "application/json", **extra: Any) ->
 @router.get("", summary="STAC landing page", responses=_documented("application/json", 503))
 async def landing(request: Request) -> JSONResponse:
     version = _state(request).live.snapshot()
-    children = [_link("child", f"/stac/collections/{name}") for name in StacCatalog.of(version).collections]
+    catalog = await StacCatalog.of_async(version)
+    children = [_link("child", f"/stac/collections/{name}") for name in catalog.collections]
     return JSONResponse({
         "type": "Catalog",
         "stac_version": STAC_VERSION,
@@ -134,14 +134,15 @@ async def conformance() -> JSONResponse:
 )
 async def collections(request: Request) -> JSONResponse:
     version = _state(request).live.snapshot()
-    documents = [collection_document(info, version) for info in StacCatalog.of(version).collections.values()]
+    catalog = await StacCatalog.of_async(version)
+    documents = [collection_document(info, version) for info in catalog.collections.values()]
     links = [_link("self", "/stac/collections"), _link("root", "/stac"), _link("parent", "/stac")]
     return JSONResponse({"collections": documents, "links": links})
 
 
-def _collection(request: Request, collection_id: str) -> tuple[IndexVersion, CollectionInfo]:
+async def _collection(request: Request, collection_id: str) -> tuple[IndexVersion, CollectionInfo]:
     version = _state(request).live.snapshot()
-    info = StacCatalog.of(version).collections.get(collection_id)
+    info = (await StacCatalog.of_async(version)).collections.get(collection_id)
     if info is None:
         raise ServiceError(404, "NotFound", f"no collection {collection_id[:60]!r}")
     return version, info
@@ -151,7 +152,7 @@ def _collection(request: Request, collection_id: str) -> tuple[IndexVersion, Col
     "/collections/{collection_id}", summary="One collection", responses=_documented("application/json", 404, 503)
 )
 async def collection(request: Request, collection_id: str) -> JSONResponse:
-    version, info = _collection(request, collection_id)
+    version, info = await _collection(request, collection_id)
     return JSONResponse(collection_document(info, version))
 
 
@@ -159,7 +160,7 @@ async def collection(request: Request, collection_id: str) -> JSONResponse:
     "/collections/{collection_id}/items/{item_id}", summary="One item", responses=_documented(GEOJSON, 404, 503)
 )
 async def item(request: Request, collection_id: str, item_id: str) -> JSONResponse:
-    version, info = _collection(request, collection_id)
+    version, info = await _collection(request, collection_id)
     record = None
     if item_id.isdigit() and int(item_id) < 2**63:
         record = version.images([int(item_id)])[0]
@@ -198,7 +199,7 @@ async def _page(request: Request, query: StacQuery, route: str, given: dict[str,
     summary="The items of a collection, a page at a time",
 )
 async def collection_items(request: Request, collection_id: str) -> JSONResponse:
-    _collection(request, collection_id)
+    await _collection(request, collection_id)
     given = _get_params(request)
     allowed = {"q", "bbox", "datetime", "limit", "token"}
     unknown = sorted(set(given) - allowed)
