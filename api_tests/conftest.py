@@ -82,3 +82,35 @@ def indexed_image(index_root: Path, archive: tuple[Path, Path]) -> tuple[int, Pa
     with open_version(index_root) as version:
         image_id = int(version.image_ids()[0])
         return image_id, version.image_path(image_id)
+
+
+@pytest.fixture(scope="session")
+def stac_store(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> tuple[Path, Path]:
+    """(index root, images folder) for export and the STAC API: plain RSICD JPEGs (no georeferencing), small
+    GeoTIFFs in three CRSs with acquisition times, and one scene large enough to be cut into windows."""
+    from test_geo_search import RASTERS, write_raster
+
+    tmp = tmp_path_factory.mktemp("stac")
+    images = tmp / "images"
+    images.mkdir()
+    entries = json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[:10]
+    for entry in entries[:4]:
+        shutil.copy2(DATA / "rsicd" / entry["image"], images / Path(entry["image"]).name)
+    for entry, (name, spec) in zip(entries[4:9], list(RASTERS.items())[1:], strict=True):
+        write_raster(images / name, DATA / "rsicd" / entry["image"], *spec)
+    write_raster(images / "scene.tif", DATA / "rsicd" / entries[9]["image"], "EPSG:32633", 520000.0, 4050000.0, 10.0,
+                 "2018:03:01 09:00:00", size=448)
+    captions = tmp / "captions.json"
+    captions.write_text(json.dumps(entries))
+    build_index(tmp / "index", images, captions, tiny_arch_file)
+    return tmp / "index", images
+
+
+@pytest.fixture(scope="session")
+def stac_server(tmp_path_factory: pytest.TempPathFactory, stac_store, tiny_arch_file: Path) -> Iterator[LiveServer]:
+    env = {
+        **model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(stac_store[0]), "POSAPL_RERANK_DEFAULT": "multivariate"
+    }
+    live = start_server(tmp_path_factory.mktemp("stac-server"), "stac", env)
+    yield live
+    live.stop()

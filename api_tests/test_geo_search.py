@@ -48,11 +48,13 @@ PLAIN_MTIME = 1262304000.0  # 2010-01-01: a JPEG's time is its file time
 SIZE = 64
 
 
-def write_raster(path: Path, source: Path, crs: str, x: float, y: float, pixel: float, when: str) -> None:
-    """A SIZE x SIZE RGB GeoTIFF with the pixels of a real RSICD image (so that embeddings differ)."""
-    pixels = np.asarray(Image.open(source).convert("RGB").resize((SIZE, SIZE))).transpose(2, 0, 1)
+def write_raster(
+    path: Path, source: Path, crs: str, x: float, y: float, pixel: float, when: str, size: int = SIZE
+) -> None:
+    """A size x size RGB GeoTIFF with the pixels of a real RSICD image (so that embeddings differ)."""
+    pixels = np.asarray(Image.open(source).convert("RGB").resize((size, size))).transpose(2, 0, 1)
     profile = {
-        "driver": "GTiff", "width": SIZE, "height": SIZE, "count": 3, "dtype": "uint8", "crs": crs,
+        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "crs": crs,
         "transform": from_origin(x, y, pixel, pixel),
     }
     with rasterio.open(path, "w", **profile) as dst:

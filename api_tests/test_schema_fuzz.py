@@ -44,6 +44,15 @@ OPERATIONS = [
     "GET /v1/scenes/{scene_id}/original",
     "GET /v1/items/{image_id}/similar",
     "POST /v1/search/feedback",
+    "GET /stac",
+    "GET /stac/api",
+    "GET /stac/conformance",
+    "GET /stac/collections",
+    "GET /stac/collections/{collection_id}",
+    "GET /stac/collections/{collection_id}/items",
+    "GET /stac/collections/{collection_id}/items/{item_id}",
+    "GET /stac/search",
+    "POST /stac/search",
 ]
 
 

@@ -168,6 +168,18 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from index.export import export_items
+
+    try:
+        with IndexStore(_root(args)).open() as version:
+            count = export_items(version, args.out, args.format, args.embeddings)
+    except (IndexIntegrityError, ValueError, OSError) as exc:
+        return _fail("export", exc)
+    print(f"exported {count} items of version {version.number} to {args.out}")
+    return EXIT_OK
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     index = subparsers.add_parser("index", help="build and maintain the image archive index")
     commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
@@ -278,3 +290,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="print the live version's manifest summary as JSON")
     status.add_argument("--root", type=Path, help=ROOT_HELP)
     status.set_defaults(func=_status)
+
+    export = commands.add_parser(
+        "export", help="write every item of the live version as GeoParquet, FlatGeobuf or GeoJSON"
+    )
+    export.add_argument("--root", type=Path, help=ROOT_HELP)
+    export.add_argument("--format", choices=("geoparquet", "flatgeobuf", "geojson"), default="geoparquet")
+    export.add_argument("--embeddings", action="store_true", help="add the stored vectors (GeoParquet only)")
+    export.add_argument("out", type=Path, help="file to write")
+    export.set_defaults(func=_export)

@@ -27,6 +27,7 @@ from service.page import router as page_router
 from service.routers import admin, feedback, health, images, scenes, search
 from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
+from service.stac import router as stac_router
 from service.state import ServiceState
 
 UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
@@ -95,6 +96,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
     for module in (search, feedback, images, scenes, health, admin):
         app.include_router(module.router)
     app.include_router(page_router)
+    app.include_router(stac_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.page_tiles = settings.map_tiles
     app.add_middleware(SecurityHeaders, tiles=settings.map_tiles)  # last added: outermost, so on every response

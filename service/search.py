@@ -203,11 +203,18 @@ class Searcher:
         return encoded.embedding.pos, encoded.embedding.vector, encoded.pos_ms, encoded.encode_ms
 
     async def text(
-        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool = True
+        self,
+        query: str,
+        k: int,
+        method: RerankMethod,
+        filters: SearchFilters | None,
+        dedupe: bool = True,
+        only: np.ndarray | None = None,
     ) -> TextOutcome:
+        """`only`: image ids the answer must come from as well (the STAC API's `ids` and `collections`)."""
         self._active += 1
         try:
-            return await self._text(query, k, method, filters, dedupe)
+            return await self._text(query, k, method, filters, dedupe, only)
         finally:
             self._active -= 1
 
@@ -227,7 +234,13 @@ class Searcher:
             self._active -= 1
 
     async def _text(
-        self, query: str, k: int, method: RerankMethod, filters: SearchFilters | None, dedupe: bool
+        self,
+        query: str,
+        k: int,
+        method: RerankMethod,
+        filters: SearchFilters | None,
+        dedupe: bool,
+        only: np.ndarray | None,
     ) -> TextOutcome:
         started = time.perf_counter()
         caption = self.normalize(query)
@@ -237,6 +250,8 @@ class Searcher:
         among = None
         if filters is not None and filters.model_fields_set:
             among = await asyncio.to_thread(matching_ids, version, filters)
+        if only is not None:
+            among = only if among is None else np.intersect1d(among, only)
         select_ms = (time.perf_counter() - searched) * 1000.0
         k_prime = max(k, self.settings.rerank_candidates) if method != "none" else k
         ranked = await self.rank_images(version, vector, k, k_prime, method, among, dedupe)
