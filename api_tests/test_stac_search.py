@@ -89,3 +89,17 @@ def test_stac_filters_in_the_query_string(client: httpx.Client) -> None:
     assert {hit["stac"]["item"] for hit in response.json()["results"]} == {"S2A_T33_20200513"}
     bad = client.get("/v1/search/text", params={"q": QUERY, "cloud_cover_max": "101"})
     assert bad.status_code == 422 and "cloud_cover_max" in bad.json()["message"]
+
+
+def test_the_stac_api_serves_ingested_items_in_their_collections(client: httpx.Client) -> None:
+    """The /stac view of the same store: one collection per ingested STAC collection, and each item keeps its
+    collection, cloud cover and platform from the source item."""
+    listed = client.get("/stac/collections").json()
+    assert {c["id"] for c in listed["collections"]} >= {S2, "landsat-c2-l2"}
+    page = client.get("/stac/search", params={"collections": S2, "limit": 100}).json()
+    assert len(page["features"]) == 18 and {f["collection"] for f in page["features"]} == {S2}
+    by_platform = {f["properties"]["platform"]: f["properties"]["eo:cloud_cover"] for f in page["features"]}
+    assert by_platform["sentinel-2a"] == 12.5
+    one = page["features"][0]
+    assert client.get(f"/stac/collections/{S2}/items/{one['id']}").json()["properties"] == one["properties"]
+    assert client.get(f"/stac/collections/landsat-c2-l2/items/{one['id']}").status_code == 404

@@ -33,18 +33,22 @@ import pyarrow.parquet as pq
 import pyogrio
 import shapely
 
-from index.store import ImageRecord, IndexVersion
+from index.stac_meta import StacRecord
+from index.store import IndexVersion
 
 ExportFormat = Literal["geoparquet", "flatgeobuf", "geojson"]
 FORMATS: tuple[ExportFormat, ...] = ("geoparquet", "flatgeobuf", "geojson")
-# Record attributes an item ingested from a STAC catalog carries (absent from folder archives and older stores).
-STAC_FIELDS = ("stac_item_id", "stac_collection", "cloud_cover", "platform")
+# Columns of an item ingested from a STAC catalog (its scene's row in index.stac_meta), written when any item has one.
+STAC_FIELDS = ("stac_item_id", "stac_collection", "stac_cloud_cover", "stac_platform")
 VECTOR_CHUNK = 10_000  # vectors gathered per step, so a large archive's embeddings are not copied twice at once
 
 
-def stac_values(record: ImageRecord) -> dict[str, object]:
-    """The STAC facts of an item that has them (read defensively: folder archives have none)."""
-    return {name: value for name in STAC_FIELDS if (value := getattr(record, name, None)) is not None}
+def stac_values(facts: StacRecord | None) -> dict[str, object]:
+    """The STAC columns of an item whose scene came from a STAC item (none for folder archives)."""
+    if facts is None:
+        return {}
+    values = (facts.item, facts.collection, facts.cloud_cover, facts.platform)
+    return {name: value for name, value in zip(STAC_FIELDS, values, strict=True) if value is not None}
 
 
 def footprint_geometry(footprint: str | None) -> shapely.Geometry | None:
@@ -58,7 +62,8 @@ def items_frame(version: IndexVersion, embeddings: bool = False) -> gpd.GeoDataF
     """Every item of `version` as a GeoDataFrame in EPSG:4326, ordered by item id (see the module docstring)."""
     records = sorted(version.all_images(), key=lambda record: record.id)
     windows = [record.window or (0, 0, record.width, record.height) for record in records]
-    stac = [stac_values(record) for record in records]
+    facts = version.stac(sorted({record.scene_id for record in records}))
+    stac = [stac_values(facts.get(record.scene_id)) for record in records]
     columns: dict[str, object] = {
         "id": pd.array([str(record.id) for record in records], dtype="string"),
         "item_id": np.array([record.id for record in records], dtype=np.int64),
@@ -76,8 +81,7 @@ def items_frame(version: IndexVersion, embeddings: bool = False) -> gpd.GeoDataF
     }
     for name in STAC_FIELDS:
         if any(name in values for values in stac):
-            column = f"stac_{name}" if not name.startswith("stac_") else name
-            columns[column] = [values.get(name) for values in stac]
+            columns[name] = [values.get(name) for values in stac]
     if embeddings:
         columns["embedding"] = _embedding_column(version, [record.id for record in records])
     geometry = [footprint_geometry(record.footprint) for record in records]

@@ -1,5 +1,5 @@
-"""STAC Items built from store records: the STAC facts of ingested items appear when a record has them, items
-validate with stac-validator and pystac offline, and datetime parsing follows RFC 3339."""
+"""STAC Items built from store records: the STAC facts of ingested items (their scene's STAC row) appear when
+there is one, items validate with stac-validator and pystac offline, and datetime parsing follows RFC 3339."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from conftest import DATA
 from stac_validator.validate import StacValidate
 
 from index.export import stac_values
+from index.stac_meta import StacRecord
 from index.store import ImageRecord
 from service.errors import ServiceError
 from service.stac.items import ARCHIVE_COLLECTION, EO, PROJECTION, stac_item
@@ -31,15 +32,10 @@ TILE = ImageRecord(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestedRecord(ImageRecord):
-    """A record as STAC ingestion stores it: the same fields plus the source item's facts."""
-
-    stac_item_id: str | None = None
-    stac_collection: str | None = None
-    cloud_cover: float | None = None
-    platform: str | None = None
-    stac_item_href: str | None = None
+FACTS = StacRecord(
+    scene_id=TILE.scene_id, item="S2B_33SVB_20180301", collection="sentinel-2-l2a", datetime="2018-03-01T09:00:00Z",
+    cloud_cover=12.5, platform="sentinel-2b", self_href="https://stac.example.org/items/S2B_33SVB_20180301",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,9 +46,9 @@ def offline_schemas() -> None:
     module.install()
 
 
-def served(record: ImageRecord, score: float | None = None) -> dict:
+def served(record: ImageRecord, facts: StacRecord | None = None, score: float | None = None) -> dict:
     """The item as a client receives it (JSON: shapely's coordinate tuples become arrays)."""
-    return json.loads(json.dumps(stac_item(record, score)))
+    return json.loads(json.dumps(stac_item(record, facts, score)))
 
 
 def valid(item: dict) -> None:
@@ -68,24 +64,23 @@ def test_a_folder_item_is_valid_and_in_the_archive_collection() -> None:
     assert item["properties"]["proj:code"] == "EPSG:32633" and item["properties"]["proj:shape"] == [256, 256]
     assert item["properties"]["posapl:score"] == 0.5 and item["properties"]["datetime"] == "2018-03-01T09:00:00Z"
     assert item["assets"]["data"]["type"] == "image/tiff; application=geotiff"
-    assert stac_values(TILE) == {}
+    assert stac_values(None) == {}
 
 
 def test_an_ingested_item_keeps_its_collection_cloud_cover_platform_and_source_link() -> None:
-    record = IngestedRecord(
-        **dataclasses.asdict(TILE), stac_item_id="S2B_33SVB_20180301", stac_collection="sentinel-2-l2a",
-        cloud_cover=12.5, platform="sentinel-2b", stac_item_href="https://stac.example.org/items/S2B_33SVB_20180301",
-    )
-    item = served(record)
+    item = served(TILE, FACTS)
     valid(item)
     assert item["collection"] == "sentinel-2-l2a" and EO in item["stac_extensions"]
     assert item["properties"]["eo:cloud_cover"] == 12.5 and item["properties"]["platform"] == "sentinel-2b"
-    assert {"rel": "derived_from", "href": record.stac_item_href, "type": "application/geo+json"} in item["links"]
-    assert stac_values(record) == {
-        "stac_item_id": "S2B_33SVB_20180301", "stac_collection": "sentinel-2-l2a", "cloud_cover": 12.5,
-        "platform": "sentinel-2b",
+    assert {"rel": "derived_from", "href": FACTS.self_href, "type": "application/geo+json"} in item["links"]
+    assert stac_values(FACTS) == {
+        "stac_item_id": "S2B_33SVB_20180301", "stac_collection": "sentinel-2-l2a", "stac_cloud_cover": 12.5,
+        "stac_platform": "sentinel-2b",
     }
-    broken = served(dataclasses.replace(record, cloud_cover=150.0))  # out of eo's range: the schema refuses it
+    # a local catalog's item file is a path on the server: no derived_from link to it
+    local = served(TILE, dataclasses.replace(FACTS, self_href="/data/catalog/items/x.json"))
+    assert not [link for link in local["links"] if link["rel"] == "derived_from"]
+    broken = served(TILE, dataclasses.replace(FACTS, cloud_cover=150.0))  # out of eo's range: the schema refuses it
     with pytest.raises(pystac.errors.STACValidationError):
         pystac.validation.validate_dict(broken)
 

@@ -4,8 +4,9 @@ An item is a whole small image or one window of a scene. As a STAC Item it keeps
 winding), `datetime` (its acquisition time), the projection extension v2 (`proj:code`, `proj:bbox`,
 `proj:shape`), `gsd`, and two assets: `thumbnail` and `data` (the file, or for a tile its window as a
 GeoTIFF: the same URL as a search hit's `image_url`). Items ingested from a STAC catalog keep their STAC
-collection, cloud cover and platform, and link back to the source item; every other item is in the collection
-`archive`. Those STAC facts are read defensively from the store records, since folder archives have none.
+collection, cloud cover and platform, and link back to the source item (when that is a web address); every
+other item is in the collection `archive`. The STAC facts are the store's per-scene rows (index.stac_meta),
+read once per version with the catalog; folder archives and older stores have none.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import numpy as np
 import shapely
 import shapely.geometry
 
+from index.stac_meta import StacRecord
 from index.store import ImageRecord, IndexVersion
 from service.geo.winding import rfc7946_geometry
 from service.links import absolute, image_links
+from service.stac_ref import stac_ref
 
 STAC_VERSION = "1.1.0"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -34,14 +37,9 @@ GEOTIFF = "image/tiff; application=geotiff"
 SCORE = "posapl:score"  # similarity of the hit to the free-text query `q` (higher is better)
 
 
-def stac_fact(record: ImageRecord, name: str) -> Any:
-    """A STAC fact of a record (`stac_item_id`, `stac_collection`, `cloud_cover`, `platform`, `stac_item_href`),
-    None for items indexed from folders and for stores written before STAC ingestion."""
-    return getattr(record, name, None)
-
-
-def collection_of(record: ImageRecord) -> str:
-    return stac_fact(record, "stac_collection") or ARCHIVE_COLLECTION
+def collection_of(record: ImageRecord, facts: StacRecord | None) -> str:
+    """The STAC collection of an item (`facts`: its scene's STAC row), else `archive`."""
+    return facts.collection if facts is not None and facts.collection else ARCHIVE_COLLECTION
 
 
 def item_datetime(record: ImageRecord) -> str:
@@ -70,10 +68,11 @@ def _projection(record: ImageRecord) -> dict[str, Any]:
     return {**crs, **bbox, "proj:shape": [height, width]}
 
 
-def stac_item(record: ImageRecord, score: float | None = None) -> dict[str, Any]:
-    """The STAC Item of one index item (`score`: its relevance to a free-text query, when there was one)."""
+def stac_item(record: ImageRecord, facts: StacRecord | None, score: float | None = None) -> dict[str, Any]:
+    """The STAC Item of one index item (`facts`: its scene's STAC row, if it came from a STAC item; `score`: its
+    relevance to a free-text query, when there was one)."""
     item_id = str(record.id)
-    collection = collection_of(record)
+    collection = collection_of(record, facts)
     geometry = rfc7946_geometry(record.footprint)
     links = image_links(record.id)
     window = record.window or (0, 0, record.width, record.height)
@@ -89,10 +88,10 @@ def stac_item(record: ImageRecord, score: float | None = None) -> dict[str, Any]
     if score is not None:
         properties[SCORE] = score
     extensions = [PROJECTION]
-    if (platform := stac_fact(record, "platform")) is not None:
-        properties["platform"] = platform
-    if (cloud := stac_fact(record, "cloud_cover")) is not None:
-        properties["eo:cloud_cover"] = cloud
+    if facts is not None and facts.platform is not None:
+        properties["platform"] = facts.platform
+    if facts is not None and facts.cloud_cover is not None:
+        properties["eo:cloud_cover"] = facts.cloud_cover
         extensions.append(EO)
     base = f"/stac/collections/{collection}"
     item_links = [
@@ -101,8 +100,9 @@ def stac_item(record: ImageRecord, score: float | None = None) -> dict[str, Any]
         {"rel": "collection", "href": absolute(base), "type": "application/json"},
         {"rel": "root", "href": absolute("/stac"), "type": "application/json"},
     ]
-    if (source := stac_fact(record, "stac_item_href")) is not None:
-        item_links.append({"rel": "derived_from", "href": source, "type": "application/geo+json"})
+    source = stac_ref(facts)
+    if source is not None and source.self_href is not None:  # a local catalog's item file is a server path
+        item_links.append({"rel": "derived_from", "href": source.self_href, "type": "application/geo+json"})
     data = {"href": links["image_url"], "roles": ["data"], "title": "the file, or a tile's window as GeoTIFF"}
     if (media := _data_type(record)) is not None:
         data["type"] = media
@@ -136,6 +136,10 @@ class StacCatalog:
     """The collections of an index version, built once per version on first use (versions are immutable)."""
 
     collections: dict[str, CollectionInfo]
+    facts: dict[int, StacRecord]  # scene id -> STAC row, for the scenes made from a STAC item
+
+    def of_record(self, record: ImageRecord) -> StacRecord | None:
+        return self.facts.get(record.scene_id)
 
     @classmethod
     def of(cls, version: IndexVersion) -> StacCatalog:
@@ -152,9 +156,11 @@ class StacCatalog:
 
     @classmethod
     def _build(cls, version: IndexVersion) -> StacCatalog:
+        records = version.all_images()
+        facts = version.stac(sorted({record.scene_id for record in records}))
         grouped: dict[str, list[ImageRecord]] = {}
-        for record in version.all_images():
-            grouped.setdefault(collection_of(record), []).append(record)
+        for record in records:
+            grouped.setdefault(collection_of(record, facts.get(record.scene_id)), []).append(record)
         grouped.setdefault(ARCHIVE_COLLECTION, [])
         found = {}
         for name, records in sorted(grouped.items()):
@@ -163,7 +169,7 @@ class StacCatalog:
             times = sorted(item_datetime(r) for r in records)
             ids = np.sort(np.array([r.id for r in records], dtype=np.int64))
             found[name] = CollectionInfo(name, ids, bbox, [times[0], times[-1]] if times else [None, None])
-        return cls(found)
+        return cls(found, facts)
 
     def item_ids(self, names: list[str] | None) -> np.ndarray | None:
         """Ids of the items of these collections (None: no collection restriction)."""

@@ -179,7 +179,9 @@ async def run_search(state: ServiceState, query: StacQuery) -> StacPage:
         )
         hits = outcome.hits[query.offset : end]
         records = version.images([hit.id for hit in hits])
-        items = [stac_item(r, hit.score) for r, hit in zip(records, hits, strict=True) if r is not None]
+        items = [
+            stac_item(r, catalog.of_record(r), hit.score) for r, hit in zip(records, hits, strict=True) if r is not None
+        ]
         return StacPage(items, len(outcome.hits) >= k and k < MAX_RANKED, None)
     if query.filters is not None:
         ids = await asyncio.to_thread(matching_ids, version, query.filters)
@@ -189,4 +191,4 @@ async def run_search(state: ServiceState, query: StacQuery) -> StacPage:
         ids = np.intersect1d(ids, allowed)
     ids = np.sort(ids)
     records = version.images(ids[query.offset : end])
-    return StacPage([stac_item(r) for r in records if r is not None], end < len(ids), len(ids))
+    return StacPage([stac_item(r, catalog.of_record(r)) for r in records if r is not None], end < len(ids), len(ids))

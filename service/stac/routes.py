@@ -161,12 +161,13 @@ async def collection(request: Request, collection_id: str) -> JSONResponse:
 )
 async def item(request: Request, collection_id: str, item_id: str) -> JSONResponse:
     version, info = await _collection(request, collection_id)
+    catalog = await StacCatalog.of_async(version)
     record = None
     if item_id.isdigit() and int(item_id) < 2**63:
         record = version.images([int(item_id)])[0]
-    if record is None or collection_of(record) != info.id:
+    if record is None or collection_of(record, catalog.of_record(record)) != info.id:
         raise ServiceError(404, "NotFound", f"no item {item_id[:40]!r} in collection {collection_id[:60]!r}")
-    return JSONResponse(stac_item(record), media_type=GEOJSON)
+    return JSONResponse(stac_item(record, catalog.of_record(record)), media_type=GEOJSON)
 
 
 def _get_params(request: Request) -> dict[str, str]:
