@@ -60,7 +60,8 @@ def test_label_with_buttons_and_keys_then_search_again(page) -> None:
     assert page.locator(CARDS).nth(3).evaluate("c => getComputedStyle(c).outlineStyle") != "none"  # visible focus
     tray = page.locator("#label-tray .tray-item")
     assert tray.evaluate_all("items => items.map(i => [i.dataset.id, i.className])") == [
-        [first[0], "tray-item pos"], [first[1], "tray-item neg"], [first[3], "tray-item pos"], [first[4], "tray-item neg"]
+        [first[0], "tray-item pos"], [first[1], "tray-item neg"],
+        [first[3], "tray-item pos"], [first[4], "tray-item neg"],
     ]
     assert page.locator(CARDS).nth(4).get_attribute("class").endswith("labelled-neg")
     with page.expect_response("**/v1/search/feedback") as answer:
