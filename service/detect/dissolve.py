@@ -1,8 +1,9 @@
 """Detections as areas: footprints that overlap or share an edge are dissolved into one polygon.
 
-The union of all passing footprints is exploded into its parts (shapely `union_all` + `get_parts`); each tile
-belongs to the part it overlaps most, so a tile is counted once even where parts meet at a single corner
-(corner contact alone does not merge: the union keeps such parts apart).
+Two footprints are joined when their interiors meet or their boundaries share a line (DE-9IM), never at a lone
+corner; the connected groups of that relation (scipy) are then each merged with shapely `union_all`. Working on
+pairs of small tiles keeps the cost near-linear: assigning tiles to the parts of one big union instead meant
+intersecting every tile with an area of thousands of vertices (10,000 detections: 9.8 s against 0.5 s).
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+OVERLAP = "2********"  # the interiors share an area
+SHARED_EDGE = "****1****"  # the boundaries share a line
 
 
 @dataclass(frozen=True)
@@ -21,24 +27,24 @@ class Dissolved:
 
 
 def dissolve(footprints: list[shapely.Geometry], scores: np.ndarray) -> list[Dissolved]:
-    """The dissolved parts of `footprints` (one score each), ordered by their best score, best first."""
+    """The dissolved areas of `footprints` (one score each), ordered by their best score, best first."""
     if not footprints:
         return []
     shapes = np.array(footprints, dtype=object)
-    parts = shapely.get_parts(shapely.union_all(shapes))
-    tree = shapely.STRtree(parts)
-    tile_at, part_at = tree.query(shapes, predicate="intersects")
-    overlap = shapely.area(shapely.intersection(shapes[tile_at], parts[part_at]))
-    order = np.lexsort((-overlap, tile_at))  # per tile, the part it overlaps most first
-    tiles, first = np.unique(tile_at[order], return_index=True)
-    owner = np.full(len(shapes), -1, np.int64)
-    owner[tiles] = part_at[order][first]
-    by_part = np.argsort(owner, kind="stable")
-    bounds = np.searchsorted(owner[by_part], np.arange(len(parts) + 1))
+    left, right = shapely.STRtree(shapes).query(shapes, predicate="intersects")
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
+    joined = shapely.relate_pattern(shapes[left], shapes[right], OVERLAP) | shapely.relate_pattern(
+        shapes[left], shapes[right], SHARED_EDGE
+    )
+    graph = coo_matrix((np.ones(int(joined.sum())), (left[joined], right[joined])), shape=(len(shapes),) * 2)
+    count, group = connected_components(graph, directed=False)
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[by_group], np.arange(count + 1))
     found = []
-    for part in range(len(parts)):
-        members = by_part[bounds[part] : bounds[part + 1]]
-        if len(members):
-            members = members[np.argsort(-scores[members], kind="stable")]
-            found.append(Dissolved(parts[part], members, scores[members]))
+    for number in range(count):
+        members = by_group[bounds[number] : bounds[number + 1]]
+        members = members[np.argsort(-scores[members], kind="stable")]
+        geometry = shapes[members[0]] if len(members) == 1 else shapely.union_all(shapes[members])
+        found.append(Dissolved(geometry, members, scores[members]))
     return sorted(found, key=lambda d: -float(d.scores[0]))
