@@ -53,6 +53,7 @@ OPERATIONS = [
     "GET /stac/collections/{collection_id}/items/{item_id}",
     "GET /stac/search",
     "POST /stac/search",
+    "POST /v1/detect",
 ]
 
 
@@ -66,7 +67,7 @@ def test_schema_covers_every_operation(live_schema: schemathesis.BaseSchema) -> 
     assert labels == set(OPERATIONS)
 
 
-WITH_INPUT = [*OPERATIONS[:5], "GET /v1/items/{image_id}/similar", "POST /v1/search/feedback"]
+WITH_INPUT = [*OPERATIONS[:5], "GET /v1/items/{image_id}/similar", "POST /v1/search/feedback", "POST /v1/detect"]
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in WITH_INPUT
 ]

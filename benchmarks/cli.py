@@ -46,6 +46,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.feedback",
         "relevance feedback (rocchio, probe) vs the static similar list: class images found among 60 reviewed",
     ),
+    "detect": ("benchmarks.detect", "detection at 1M items in-process: threshold search (by rank) and dissolve"),
 }
 
 

@@ -24,7 +24,7 @@ from service.links import PublicBase
 from service.metrics import ServiceMetrics
 from service.page import STATIC
 from service.page import router as page_router
-from service.routers import admin, feedback, health, images, scenes, search
+from service.routers import admin, detect, feedback, health, images, scenes, search
 from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
 from service.stac import router as stac_router
@@ -93,7 +93,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
     app.add_middleware(HeadAsGet)  # outermost: everything inside sees the GET it stands for
-    for module in (search, feedback, images, scenes, health, admin):
+    for module in (search, feedback, detect, images, scenes, health, admin):
         app.include_router(module.router)
     app.include_router(page_router)
     app.include_router(stac_router)

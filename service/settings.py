@@ -113,6 +113,9 @@ class ServiceSettings(BaseSettings):
     feedback_background: int = Field(
         1000, ge=1, description="archive items a `probe` feedback search samples as background negatives"
     )
+    detect_max_items: int = Field(
+        100_000, ge=1, description="most tiles one detection returns (the best ones; the answer says when capped)"
+    )
 
     @field_validator("map_tiles")
     @classmethod

@@ -33,7 +33,9 @@ def _item_id(value: object) -> int:
 ItemId = Annotated[int, BeforeValidator(_item_id)]
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackInputs(BaseModel):
+    """What makes the one query vector of a feedback search; detection takes the same inputs."""
+
     model_config = ConfigDict(extra="forbid")
 
     query: str | None = Field(
@@ -49,11 +51,14 @@ class FeedbackRequest(BaseModel):
     positive_weight: float = Field(2.0, ge=0, le=100, allow_inf_nan=False, description="rocchio's a")
     negative_weight: float = Field(1.0, ge=0, le=100, allow_inf_nan=False, description="rocchio's b")
     seed: int = Field(0, ge=0, le=2**32 - 1, strict=True, description="seed of probe's background sample")
+    filters: SearchFilters | None = None
+
+
+class FeedbackRequest(FeedbackInputs):
     k: int = Field(10, ge=1, le=100, strict=True, description="number of items to return")
     offset: int = Field(
         0, ge=0, le=MAX_OFFSET, strict=True, description="ranks to skip: offset=k gives the second page"
     )
-    filters: SearchFilters | None = None
     dedupe_overlaps: bool = Field(True, description="suppress overlapping tiles of one scene, as text search does")
 
 

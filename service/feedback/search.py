@@ -16,7 +16,7 @@ import numpy as np
 from index.store import IndexVersion
 from service.errors import ServiceError
 from service.feedback.queries import background_sample, fit_probe, rocchio_vector
-from service.feedback.schemas import FeedbackRequest, ProbeBackground
+from service.feedback.schemas import FeedbackInputs, FeedbackRequest, ProbeBackground
 from service.schemas import ImageHit, SearchFilters
 from service.search import Searcher, image_hits, matching_ids
 
@@ -107,7 +107,7 @@ async def similar(
     return page, version.number, candidates.matched
 
 
-def _labels(body: FeedbackRequest, cap: int) -> tuple[list[int], list[int]]:
+def labels(body: FeedbackInputs, cap: int) -> tuple[list[int], list[int]]:
     positives = list(dict.fromkeys(body.positive_ids))
     negatives = list(dict.fromkeys(body.negative_ids))
     if len(positives) + len(negatives) > cap:
@@ -138,7 +138,7 @@ class FeedbackQuery:
 
 def feedback_query(
     version: IndexVersion,
-    body: FeedbackRequest,
+    body: FeedbackInputs,
     positives: list[int],
     negatives: list[int],
     text_vector: np.ndarray | None,
@@ -167,7 +167,7 @@ def feedback_query(
 async def feedback(searcher: Searcher, body: FeedbackRequest) -> FeedbackOutcome:
     """Rocchio or probe over the labelled items (and the query's embedding, as one more positive)."""
     started = time.perf_counter()
-    positives, negatives = _labels(body, searcher.settings.feedback_max_labels)
+    positives, negatives = labels(body, searcher.settings.feedback_max_labels)
     text_vector = None
     if body.query is not None:
         _, text_vector, _, _ = await searcher.embed(searcher.normalize(body.query))

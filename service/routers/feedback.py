@@ -64,7 +64,7 @@ async def similar_items(
     """Ranks the archive with the item's stored vector (nothing is uploaded or re-encoded); the item itself
     is never among the results."""
     geojson = wants_geojson(request, format)
-    filters = _get_filters(bbox, time_from, time_to)
+    filters = _get_filters({"bbox": bbox, "time_from": time_from, "time_to": time_to})
     page, version, matched = await pipelines.similar(state.searcher, image_id, k, filters, dedupe_overlaps)
     if geojson:
         return feature_collection(page.hits)

@@ -66,6 +66,7 @@ function renderGrid(container, hits, method) {
       );
       card.addEventListener("click", () => openLightbox(hit, method));
       card.addEventListener("keydown", (e) => { if (e.key === "Enter") openLightbox(hit, method); });
+      decorateCard(card, hit);  // labels.js: 👍/👎, more like this, review keys
       return card;
     }),
   );

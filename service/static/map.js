@@ -9,7 +9,7 @@
   const MAX_OVERLAYS = 20; // scene overviews drawn at once (each is one image request)
   const MIN_DRAG_PX = 4; // a smaller drag is a click, not an area
   const state = {
-    map: null, bbox: null, area: null, footprints: null, ranks: null, overviews: null, graticule: null,
+    map: null, bbox: null, area: null, footprints: null, detections: null, ranks: null, overviews: null, graticule: null,
     drawing: false, // from "Draw area" until the click that ends the drag has passed
   };
   const round = (value) => Math.round(value * 1e6) / 1e6;
@@ -218,6 +218,23 @@
     [...scenes.values()].slice(0, MAX_OVERLAYS).forEach((scene) => placeOverview(scene).catch(() => {}));
   }
 
+  // Draw the dissolved areas of a detection (POST /v1/detect polygons) over the results and fit the view to them.
+  function showDetections(polygons) {
+    if (!state.map) return;
+    state.detections.clearLayers();
+    const bounds = polygons.map((polygon) => {
+      const layer = L.geoJSON(polygon.geometry, {
+        style: { color: "#c0392b", weight: 2, fillOpacity: 0.25, className: "detection" },
+      });
+      const text = `${polygon.count} tiles · max ${polygon.max_score.toFixed(3)} · mean ${polygon.mean_score.toFixed(3)}`;
+      layer.bindTooltip(node("span", { text }), { sticky: true });
+      state.detections.addLayer(layer);
+      return layer.getBounds();
+    });
+    $("map-count").textContent = `${polygons.length} detected areas on the map`;
+    fitView(bounds);
+  }
+
   // The filters this panel sets, merged into the search request by the page.
   function filters() {
     return state.bbox ? { bbox: state.bbox } : {};
@@ -270,6 +287,7 @@
     state.graticule = L.layerGroup().addTo(map);
     state.overviews = L.layerGroup().addTo(map);
     state.footprints = L.featureGroup().addTo(map);
+    state.detections = L.featureGroup().addTo(map);
     state.ranks = L.layerGroup().addTo(map);
     L.control.scale({ metric: true, imperial: false, position: "bottomleft" }).addTo(map);
     cursorControl().addTo(map);
@@ -282,6 +300,6 @@
   }
 
   // `map` is the Leaflet map once the page has loaded (for scripting the page, e.g. in tests).
-  window.posaplMap = { filters, showResults, get map() { return state.map; } };
+  window.posaplMap = { filters, showResults, showDetections, get map() { return state.map; } };
   document.addEventListener("DOMContentLoaded", build);
 })();
