@@ -140,7 +140,8 @@ def deliver_due(engine: sa.Engine, settings: MonitorSettings) -> dict[str, int]:
                 wait = settings.webhook_backoff_s * 2 ** (attempts - 1)
                 values = {"status": "pending", "last_error": error, "next_attempt": now() + timedelta(seconds=wait)}
             with engine.begin() as db:
-                db.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(attempts=attempts, **values))
+                logged = deliveries.update().where(deliveries.c.id == delivery_id)
+                db.execute(logged.values(attempts=attempts, **values))
             counts[values["status"]] += 1
     with engine.connect() as db:
         counts["pending"] = db.execute(
