@@ -65,8 +65,8 @@ def _candidates(version: IndexVersion, new_ids: np.ndarray, filters: dict | None
     """The new ids that the search's AOI/time/GSD filters select (the service's own filter code)."""
     if not filters or not len(new_ids):
         return new_ids
+    from service.filters import matching_ids
     from service.schemas import SearchFilters
-    from service.search import matching_ids
 
     return np.intersect1d(new_ids, matching_ids(version, SearchFilters.model_validate(filters)))
 

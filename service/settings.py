@@ -113,6 +113,13 @@ class ServiceSettings(BaseSettings):
     feedback_background: int = Field(
         1000, ge=1, description="archive items a `probe` feedback search samples as background negatives"
     )
+    state_db: str | None = Field(
+        None, description="saved searches' database URL (postgresql://…); none = SQLite at INDEX_ROOT/state.sqlite"
+    )
+    require_key: bool = Field(False, description="every /v1 search needs an API key, not only saved searches")
+    webhook_allow_private: bool = Field(
+        False, description="saved searches may post webhooks to loopback, private and link-local addresses"
+    )
 
     @field_validator("map_tiles")
     @classmethod
