@@ -96,10 +96,8 @@ def update(engine: sa.Engine, owner: int, search_id: int, fields: dict[str, Any]
 
 
 def delete(engine: sa.Engine, owner: int, search_id: int) -> bool:
+    """Delete an owner's search; its matches and deliveries go with it (ON DELETE CASCADE)."""
     with engine.begin() as db:
-        db.execute(matches.delete().where(matches.c.search_id == search_id).where(
-            sa.exists().where(saved_searches.c.id == search_id, saved_searches.c.owner == owner)
-        ))
         gone = db.execute(
             saved_searches.delete().where(saved_searches.c.id == search_id, saved_searches.c.owner == owner)
         )

@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from monitor import searches, webhooks
-from monitor.db import StateUnavailableError, open_engine
+from monitor.db import StateUnavailableError, now, open_engine
 from monitor.keys import add_key, key_hash, owner_of
 from monitor.settings import MonitorSettings
 from monitor.tables import deliveries, matches
@@ -92,8 +93,26 @@ def test_saved_searches_are_seen_only_by_their_owner(settings: MonitorSettings) 
     assert searches.update(engine, bob, saved.id, {"name": "stolen"}).__class__ is type(None)
     assert searches.get(engine, alice, saved.id).name == "ships"
     assert not searches.delete(engine, bob, saved.id)
+    with engine.begin() as db:
+        db.execute(matches.insert().values(search_id=saved.id, item_id=3, version=1, score=1.0, found_at=now()))
     assert searches.delete(engine, alice, saved.id)
     assert searches.get(engine, alice, saved.id) is None
+    with engine.connect() as db:  # its matches went with it
+        assert db.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one() == 0
+
+
+def test_matches_since_an_instant(settings: MonitorSettings) -> None:
+    engine = open_engine(settings)
+    saved = _search(engine, owner_of(engine, add_key(engine, "alice")))
+    first, second = now(), now() + timedelta(seconds=5)
+    with engine.begin() as db:
+        db.execute(matches.insert(), [
+            {"search_id": saved.id, "item_id": 1, "version": 2, "score": 0.9, "found_at": first},
+            {"search_id": saved.id, "item_id": 2, "version": 3, "score": 0.9, "found_at": second},
+        ])
+    assert [m["item_id"] for m in searches.list_matches(engine, saved.id)] == [1, 2]
+    assert [m["item_id"] for m in searches.list_matches(engine, saved.id, since=first)] == [2]
+    assert searches.list_matches(engine, saved.id, since=second) == []
 
 
 def test_a_match_is_recorded_once_per_search_and_item(settings: MonitorSettings) -> None:
@@ -140,7 +159,6 @@ class Receiver:
 
 @pytest.mark.parametrize("failures", [0, 2])
 def test_webhook_is_signed_and_retried_until_delivered(settings: MonitorSettings, failures: int) -> None:
-    from monitor.db import now
 
     engine = open_engine(settings)
     owner = owner_of(engine, add_key(engine, "alice"))
