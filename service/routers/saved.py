@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from monitor import searches as saved
 from monitor.searches import SavedSearch
@@ -37,6 +37,7 @@ from service.state import ServiceState, get_state
 
 router = APIRouter(tags=["saved searches"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
+SearchId = Annotated[int, Path(ge=1, le=2**31 - 1, description="id of one of this key's saved searches")]
 VECTOR_FIELDS = ("query", "positive_ids", "negative_ids", "method", "weights")
 
 
@@ -82,7 +83,7 @@ async def _owned(db: Any, owner: int, search_id: int) -> SavedSearch:
 
 
 @router.post(
-    "/v1/searches", response_model=SavedSearchOut, status_code=201, responses=error_responses(401, 422, 503),
+    "/v1/searches", response_model=SavedSearchOut, status_code=201, responses=error_responses(400, 401, 422, 503),
     summary="Save a search that watches new imagery",
 )
 async def create_search(body: SavedSearchCreate, state: State, db: Engine, owner: Owner) -> SavedSearchOut:
@@ -108,16 +109,16 @@ async def list_searches(state: State, db: Engine, owner: Owner) -> SavedSearchLi
 
 
 @router.get("/v1/searches/{search_id}", response_model=SavedSearchOut, responses=error_responses(401, 404, 503))
-async def get_search(search_id: int, state: State, db: Engine, owner: Owner) -> SavedSearchOut:
+async def get_search(search_id: SearchId, state: State, db: Engine, owner: Owner) -> SavedSearchOut:
     search = await _fresh(state, db, await _owned(db, owner, search_id))
     return await asyncio.to_thread(_out, state, search)
 
 
 @router.patch(
-    "/v1/searches/{search_id}", response_model=SavedSearchOut, responses=error_responses(401, 404, 422, 503)
+    "/v1/searches/{search_id}", response_model=SavedSearchOut, responses=error_responses(400, 401, 404, 422, 503)
 )
 async def patch_search(
-    search_id: int, body: SavedSearchPatch, state: State, db: Engine, owner: Owner
+    search_id: SearchId, body: SavedSearchPatch, state: State, db: Engine, owner: Owner
 ) -> SavedSearchOut:
     search = await _owned(db, owner, search_id)
     given = body.model_dump(exclude_unset=True, exclude={"positive_weight", "negative_weight", "filters"})
@@ -140,7 +141,7 @@ async def patch_search(
 
 
 @router.delete("/v1/searches/{search_id}", status_code=204, responses=error_responses(401, 404, 503))
-async def delete_search(search_id: int, db: Engine, owner: Owner) -> Response:
+async def delete_search(search_id: SearchId, db: Engine, owner: Owner) -> Response:
     if not await call(saved.delete, db, owner, search_id):
         raise ServiceError(404, "unknown_search", f"no saved search {search_id} among this key's searches")
     return Response(status_code=204)
@@ -151,7 +152,7 @@ async def delete_search(search_id: int, db: Engine, owner: Owner) -> Response:
     responses={**error_responses(401, 404, 503), **RESPONSE_DOC},
 )
 async def search_matches(
-    search_id: int, state: State, db: Engine, owner: Owner, request: Request,
+    search_id: SearchId, state: State, db: Engine, owner: Owner, request: Request,
     since: Annotated[datetime | None, Query(description="only matches found after this instant (ISO-8601)")] = None,
     format: Format = None,
 ) -> MatchList | Response:
@@ -169,7 +170,8 @@ async def search_matches(
 
 
 @router.get(
-    "/v1/feeds/{token}.atom", response_class=Response, responses=error_responses(404, 503),
+    "/v1/feeds/{token}.atom", response_class=Response,
+    responses={200: {"content": {MEDIA_TYPE: {}}, "description": "Atom feed"}, **error_responses(404, 503)},
     summary="Atom feed of a saved search's matches (the URL is the credential)",
 )
 async def feed(token: str, db: Engine) -> Response:
