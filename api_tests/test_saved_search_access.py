@@ -3,6 +3,7 @@ answers 503 on the saved-search endpoints while search keeps working."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from monitor.settings import MonitorSettings
 
 @pytest.fixture(scope="module")
 def closed(tmp_path_factory: pytest.TempPathFactory, index_root: Path, tiny_arch_file: Path) -> Iterator[tuple]:
-    """A server with POSAPL_REQUIRE_KEY=true over the shared test index, its state in a private SQLite file."""
+    """A server with POSAPL_REQUIRE_KEY=true over the shared test index, its state in a private SQLite file:
+    (server, key, that file)."""
     base = tmp_path_factory.mktemp("closed")
     url = f"sqlite:///{base / 'state.sqlite'}"
     key = add_key(open_engine(MonitorSettings(root=index_root, state_db=url)), "carol")
@@ -25,7 +27,7 @@ def closed(tmp_path_factory: pytest.TempPathFactory, index_root: Path, tiny_arch
            "POSAPL_REQUIRE_KEY": "true"}
     server = start_server(base, "closed", env)
     try:
-        yield server, key
+        yield server, key, base / "state.sqlite"
     finally:
         server.stop()
 
@@ -45,8 +47,8 @@ def state_down(
         server.stop()
 
 
-def test_require_key_closes_every_search(closed: tuple[LiveServer, str]) -> None:
-    server, key = closed
+def test_require_key_closes_every_search(closed: tuple[LiveServer, str, Path]) -> None:
+    server, key, _ = closed
     query = {"query": "a harbour", "k": 2}
     with httpx.Client(base_url=server.url, timeout=120) as client:
         refused = client.post("/v1/search/text", json=query)
@@ -67,3 +69,23 @@ def test_an_unreachable_state_database_is_503_and_search_still_works(state_down:
         assert client.get("/v1/feeds/sometoken.atom").status_code == 503
         found = client.post("/v1/search/text", json={"query": "a harbour", "k": 2})
         assert found.status_code == 200 and len(found.json()["results"]) == 2
+
+
+def test_a_locked_state_database_is_503_and_search_still_works(closed: tuple[LiveServer, str, Path]) -> None:
+    """Another process holds the SQLite file's write lock past the busy timeout: saving answers 503; reading
+    keys (WAL readers are not blocked) and searching go on."""
+    server, key, path = closed
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120, headers={"X-API-Key": key}) as client:
+            saved = client.post("/v1/searches", json={"name": "locked", "query": "a harbour", "threshold": 0.2})
+            assert saved.status_code == 503 and "search still works" in saved.json()["message"]
+            found = client.post("/v1/search/text", json={"query": "a harbour", "k": 2})
+            assert found.status_code == 200
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with httpx.Client(base_url=server.url, timeout=120, headers={"X-API-Key": key}) as client:
+        freed = client.post("/v1/searches", json={"name": "free", "query": "a harbour", "threshold": 0.2})
+        assert freed.status_code == 201
