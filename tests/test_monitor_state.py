@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import postgres_cluster
 import pytest
 import sqlalchemy as sa
 
@@ -21,7 +22,6 @@ from monitor.db import StateUnavailableError, now, open_engine
 from monitor.keys import add_key, key_hash, owner_of
 from monitor.settings import MonitorSettings
 from monitor.tables import deliveries, matches
-from tests import postgres_cluster
 
 
 @pytest.fixture(scope="session")
