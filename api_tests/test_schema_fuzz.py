@@ -54,6 +54,13 @@ OPERATIONS = [
     "GET /stac/search",
     "POST /stac/search",
     "POST /v1/detect",
+    "POST /v1/searches",
+    "GET /v1/searches",
+    "GET /v1/searches/{search_id}",
+    "PATCH /v1/searches/{search_id}",
+    "DELETE /v1/searches/{search_id}",
+    "GET /v1/searches/{search_id}/matches",
+    "GET /v1/feeds/{token}.atom",
 ]
 
 
@@ -67,7 +74,10 @@ def test_schema_covers_every_operation(live_schema: schemathesis.BaseSchema) -> 
     assert labels == set(OPERATIONS)
 
 
-WITH_INPUT = [*OPERATIONS[:5], "GET /v1/items/{image_id}/similar", "POST /v1/search/feedback", "POST /v1/detect"]
+WITH_INPUT = [
+    *OPERATIONS[:5], "GET /v1/items/{image_id}/similar", "POST /v1/search/feedback", "POST /v1/detect",
+    "POST /v1/searches", "PATCH /v1/searches/{search_id}",
+]
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in WITH_INPUT
 ]

@@ -30,6 +30,7 @@ COPY training ./training
 COPY index ./index
 COPY service ./service
 COPY benchmarks ./benchmarks
+COPY monitor ./monitor
 # Fail the build, not the first job, when the POS tagger's spaCy pipeline is missing.
 RUN pip install --no-deps . \
     && python3 -I -c "from posapl.pos import PosTagger; PosTagger().tag(['a road'])"

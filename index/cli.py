@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from index.layout import LAST_RUN
@@ -77,6 +78,17 @@ def _print_report(report: RunReport) -> None:
     _print_left_out(report.skipped, report.ignored)
 
 
+def _after_publish(root: Path) -> None:
+    """Run the installed `posapl.after_publish` hooks (saved-search monitoring) after a successful run.
+
+    Also when nothing changed: a hook catches up on versions and deliveries an interrupted run left behind.
+    They are found by entry point, so the index never imports the parts built on top of it; each hook reports
+    and absorbs its own failures, as a published version must stay published.
+    """
+    for entry in entry_points(group="posapl.after_publish"):
+        entry.load()(root)
+
+
 def _build(args: argparse.Namespace) -> int:
     from index.job import run_update
 
@@ -87,6 +99,7 @@ def _build(args: argparse.Namespace) -> int:
     except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
         return _fail("build", exc)
     _print_report(report)
+    _after_publish(Path(settings.root))
     return EXIT_OK
 
 
@@ -113,6 +126,7 @@ def _update(args: argparse.Namespace) -> int:
     except (StoreBusyError, IndexIntegrityError, ValueError, OSError, RuntimeError) as exc:
         return _fail("update", exc)
     _print_report(report)
+    _after_publish(Path(settings.root))
     return EXIT_OK
 
 

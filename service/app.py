@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import torch
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
@@ -24,7 +24,8 @@ from service.links import PublicBase
 from service.metrics import ServiceMetrics
 from service.page import STATIC
 from service.page import router as page_router
-from service.routers import admin, detect, feedback, health, images, scenes, search
+from service.routers import admin, detect, feedback, health, images, saved, scenes, search
+from service.saved.access import key_if_required
 from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
 from service.stac import router as stac_router
@@ -93,10 +94,12 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
         )
     app.add_middleware(HeadAsGet)  # outermost: everything inside sees the GET it stands for
-    for module in (search, feedback, detect, images, scenes, health, admin):
+    for module in (search, feedback, detect):
+        app.include_router(module.router, dependencies=[Depends(key_if_required)])
+    for module in (saved, images, scenes, health, admin):
         app.include_router(module.router)
     app.include_router(page_router)
-    app.include_router(stac_router)
+    app.include_router(stac_router, dependencies=[Depends(key_if_required)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.page_tiles = settings.map_tiles
     app.add_middleware(SecurityHeaders, tiles=settings.map_tiles)  # last added: outermost, so on every response

@@ -116,6 +116,13 @@ class ServiceSettings(BaseSettings):
     detect_max_items: int = Field(
         100_000, ge=1, description="most tiles one detection returns (the best ones; the answer says when capped)"
     )
+    state_db: str | None = Field(
+        None, description="saved searches' database URL (postgresql://…); none = SQLite at INDEX_ROOT/state.sqlite"
+    )
+    require_key: bool = Field(False, description="every /v1 search needs an API key, not only saved searches")
+    webhook_allow_private: bool = Field(
+        False, description="saved searches may post webhooks to loopback, private and link-local addresses"
+    )
 
     @field_validator("map_tiles")
     @classmethod

@@ -253,6 +253,7 @@ def test_build_context_holds_only_sources(tmp_path: Path) -> None:
     kept = {
         "pyproject.toml", "README.md", "posapl/model.py", "training/__init__.py", "index/store.py",
         "service/app.py", "service/static/index.html", "benchmarks/cli.py", "docker/nightly.py",
+        "monitor/migrations/versions/0001_initial.py",
     }
     left_out = {
         ".git/HEAD", ".venv/bin/python", ".env", "data/index/CURRENT", "data/imagery/a.tif",

@@ -1,0 +1,94 @@
+"""POSAPL_REQUIRE_KEY closes every search endpoint to callers without a key; a state database that is down
+answers 503 on the saved-search endpoints while search keeps working."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_support import LiveServer, model_env, start_server
+
+from monitor.db import open_engine
+from monitor.keys import add_key
+from monitor.settings import MonitorSettings
+
+
+@pytest.fixture(scope="module")
+def closed(tmp_path_factory: pytest.TempPathFactory, index_root: Path, tiny_arch_file: Path) -> Iterator[tuple]:
+    """A server with POSAPL_REQUIRE_KEY=true over the shared test index, its state in a private SQLite file:
+    (server, key, that file)."""
+    base = tmp_path_factory.mktemp("closed")
+    url = f"sqlite:///{base / 'state.sqlite'}"
+    key = add_key(open_engine(MonitorSettings(root=index_root, state_db=url)), "carol")
+    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(index_root), "POSAPL_STATE_DB": url,
+           "POSAPL_REQUIRE_KEY": "true"}
+    server = start_server(base, "closed", env)
+    try:
+        yield server, key, base / "state.sqlite"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def state_down(
+    tmp_path_factory: pytest.TempPathFactory, index_root: Path, tiny_arch_file: Path
+) -> Iterator[LiveServer]:
+    """A server whose state database (PostgreSQL on a closed port) cannot be reached."""
+    base = tmp_path_factory.mktemp("state-down")
+    env = {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(index_root),
+           "POSAPL_STATE_DB": "postgresql://nobody@127.0.0.1:1/none"}
+    server = start_server(base, "state-down", env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_require_key_closes_every_search(closed: tuple[LiveServer, str, Path]) -> None:
+    server, key, _ = closed
+    query = {"query": "a harbour", "k": 2}
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        refused = client.post("/v1/search/text", json=query)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert client.get("/v1/search/text", params={"q": "a harbour"}).status_code == 401
+        assert client.post("/v1/search/feedback", json=query).status_code == 401
+        assert client.post("/v1/detect", json={**query, "threshold": {"rank": 1}}).status_code == 401
+        assert client.get("/stac/search", params={"q": "a harbour"}).status_code == 401
+        assert client.post("/v1/search/image", files={"file": ("a.png", b"x", "image/png")}).status_code == 401
+        assert client.post("/v1/search/text", json=query, headers={"X-API-Key": key + "x"}).status_code == 401
+        allowed = client.post("/v1/search/text", json=query, headers={"Authorization": f"Bearer {key}"})
+        assert allowed.status_code == 200 and len(allowed.json()["results"]) == 2
+        assert client.get("/healthz").status_code == 200
+
+
+def test_an_unreachable_state_database_is_503_and_search_still_works(state_down: LiveServer) -> None:
+    with httpx.Client(base_url=state_down.url, timeout=120) as client:
+        listing = client.get("/v1/searches", headers={"X-API-Key": "posapl_any"})
+        assert listing.status_code == 503 and "search still works" in listing.json()["message"]
+        assert "127.0.0.1" not in listing.text and "nobody" not in listing.text
+        assert client.get("/v1/feeds/sometoken.atom").status_code == 503
+        found = client.post("/v1/search/text", json={"query": "a harbour", "k": 2})
+        assert found.status_code == 200 and len(found.json()["results"]) == 2
+
+
+def test_a_locked_state_database_is_503_and_search_still_works(closed: tuple[LiveServer, str, Path]) -> None:
+    """Another process holds the SQLite file's write lock past the busy timeout: saving answers 503; reading
+    keys (WAL readers are not blocked) and searching go on."""
+    server, key, path = closed
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with httpx.Client(base_url=server.url, timeout=120, headers={"X-API-Key": key}) as client:
+            saved = client.post("/v1/searches", json={"name": "locked", "query": "a harbour", "threshold": 0.2})
+            assert saved.status_code == 503 and "search still works" in saved.json()["message"]
+            found = client.post("/v1/search/text", json={"query": "a harbour", "k": 2})
+            assert found.status_code == 200
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with httpx.Client(base_url=server.url, timeout=120, headers={"X-API-Key": key}) as client:
+        freed = client.post("/v1/searches", json={"name": "free", "query": "a harbour", "threshold": 0.2})
+        assert freed.status_code == 201

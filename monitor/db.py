@@ -1,0 +1,66 @@
+"""The one way to reach the state database: an engine for SQLite or PostgreSQL, migrated to the newest schema.
+
+SQLite waits up to `busy_timeout` for a writer (the update process and the service share the file) and
+enforces foreign keys; any other failure to connect is a `StateUnavailableError`, which the service answers
+with 503 while search keeps working.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from monitor.settings import MonitorSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_S = 5.0
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+
+class StateUnavailableError(RuntimeError):
+    """The state database cannot be reached, is locked, or cannot be migrated."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DBAPI objects)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Upgrade the schema to the newest revision shipped in monitor/migrations (idempotent)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_engine(settings: MonitorSettings) -> sa.Engine:
+    """An engine on the configured database, migrated once per process and URL."""
+    url = settings.database_url()
+    try:
+        if url.startswith("sqlite"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        with _lock:
+            if url not in _migrated:
+                migrate(engine)
+                _migrated.add(url)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        raise StateUnavailableError(f"the state database is unavailable: {type(exc).__name__}") from exc
+    return engine
