@@ -19,7 +19,7 @@ import feedparser
 import httpx
 import pytest
 from api_support import DATA, LiveServer, build_index, model_env, start_server
-from cli_support import entry_points_overlay, posapl, posapl_env, start_posapl
+from cli_support import posapl, posapl_env, start_posapl
 
 from index.store import open_version
 
@@ -86,7 +86,7 @@ def watch(
     root, images = base / "store", base / "images"
     _copy(_rsicd(12, 300), images)
     build_index(root, images, archive[1], tiny_arch_file)
-    env = posapl_env(entry_points_overlay(base / "overlay"), POSAPL_WEBHOOK_ALLOW_PRIVATE="true")
+    env = posapl_env(POSAPL_WEBHOOK_ALLOW_PRIVATE="true")
     server = start_server(
         base, "watch", {**model_env(tiny_arch_file), "POSAPL_INDEX_ROOT": str(root), "POSAPL_RELOAD_POLL_S": "0.2",
                         "POSAPL_WEBHOOK_ALLOW_PRIVATE": "true"}
