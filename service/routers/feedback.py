@@ -11,34 +11,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from service.errors import ServiceError, error_responses
+from service.errors import error_responses
 from service.feedback import search as pipelines
 from service.feedback.schemas import FeedbackRequest, FeedbackResponse, FeedbackTimings, SimilarResponse
 from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
 from service.image_ids import ImageId
 from service.json_body import JsonRoute
-from service.routers.search import Format, _get_filters, require_canonical_k, require_utf8_query_string
+from service.routers.search import Format, get_filters, require_canonical_k, require_utf8_query_string
 from service.state import ServiceState, get_state
+from service.strict import only_query_params
 
 router = APIRouter(tags=["feedback"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
 SIMILAR_PARAMS = ("k", "bbox", "time_from", "time_to", "dedupe_overlaps", "format")
-
-
-def reject_unknown_similar_params(request: Request) -> None:
-    """A misspelt filter must not be ignored silently: the client would believe its results were filtered."""
-    names = [name for name, _ in request.query_params.multi_items()]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ServiceError(422, "repeated_parameter", f"query parameter {repeated[0][:40]!r} is given more than once")
-    unknown = sorted({name for name in names if name not in SIMILAR_PARAMS})
-    if unknown:
-        raise ServiceError(
-            422,
-            "unknown_parameter",
-            f"unknown query parameter(s) {', '.join(repr(name[:40]) for name in unknown[:5])}; "
-            f"GET /v1/items/{{id}}/similar takes {', '.join(SIMILAR_PARAMS)}",
-        )
 
 
 @router.get(
@@ -47,7 +32,7 @@ def reject_unknown_similar_params(request: Request) -> None:
     responses={**error_responses(404, 422, 503), **RESPONSE_DOC},
     summary="Items nearest to a stored item",
     dependencies=[
-        Depends(require_utf8_query_string), Depends(reject_unknown_similar_params), Depends(require_canonical_k)
+        Depends(require_utf8_query_string), Depends(only_query_params(*SIMILAR_PARAMS)), Depends(require_canonical_k)
     ],
 )
 async def similar_items(
@@ -64,7 +49,7 @@ async def similar_items(
     """Ranks the archive with the item's stored vector (nothing is uploaded or re-encoded); the item itself
     is never among the results."""
     geojson = wants_geojson(request, format)
-    filters = _get_filters({"bbox": bbox, "time_from": time_from, "time_to": time_to})
+    filters = get_filters({"bbox": bbox, "time_from": time_from, "time_to": time_to})
     page, version, matched = await pipelines.similar(state.searcher, image_id, k, filters, dedupe_overlaps)
     if geojson:
         return feature_collection(page.hits)

@@ -138,7 +138,7 @@ def _numbers(raw: str, name: str, count: int | None = None) -> list[float]:
     return [float(part) for part in parts]
 
 
-def _get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
+def get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
     """The GET form of the filters, validated like the JSON body's: `bbox=w,s,e,n`, `gsd_min=0.5`, and scene
     ids as `scenes=1,2` (decimal, the same ids as hit.scene.id)."""
     given: dict[str, object] = {}
@@ -195,7 +195,7 @@ async def search_text_get(
     format: Format = None,
 ) -> TextSearchResponse | Response:
     geojson = wants_geojson(request, format)
-    filters = _get_filters(
+    filters = get_filters(
         {"bbox": bbox, "time_from": time_from, "time_to": time_to, "gsd_min": gsd_min, "gsd_max": gsd_max,
          "scenes": scenes, "exclude_scenes": exclude_scenes, "collections": collections,
          "cloud_cover_max": cloud_cover_max, "platform": platform}
