@@ -109,6 +109,22 @@ def test_similar_respects_a_time_filter(client: httpx.Client, store: Store) -> N
     assert_ranked(body["results"], store, scores, newer, 100)
 
 
+def test_similar_takes_every_get_filter_of_text_search(client: httpx.Client, store: Store) -> None:
+    """The scene filters of GET text search work here too: each small image is its own scene, so excluding the
+    scenes of the nearest five leaves exactly the others."""
+    item = int(store.ids[0])
+    top = client.get(f"/v1/items/{item}/similar", params={"k": 5}).json()["results"]
+    nearest, scenes = [hit["id"] for hit in top], [hit["scene"]["id"] for hit in top]
+    response = client.get(
+        f"/v1/items/{item}/similar", params={"k": 100, "exclude_scenes": ",".join(map(str, scenes))}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["matched"] == len(store.ids) - 5  # the filter selects all but the five excluded scenes
+    assert len(body["results"]) == len(store.ids) - 6  # and the item itself never comes back
+    assert not set(nearest) & {hit["id"] for hit in body["results"]}
+
+
 def test_similar_as_geojson(client: httpx.Client, store: Store) -> None:
     item = int(store.ids[0])
     response = client.get(f"/v1/items/{item}/similar", params={"k": 5, "format": "geojson"})

@@ -17,13 +17,14 @@ from service.feedback.schemas import FeedbackRequest, FeedbackResponse, Feedback
 from service.geojson import RESPONSE_DOC, feature_collection, wants_geojson
 from service.image_ids import ImageId
 from service.json_body import JsonRoute
-from service.routers.search import Format, get_filters, require_canonical_k, require_utf8_query_string
+from service.routers.search import GET_FILTERS, Format, query_filters, require_canonical_k, require_utf8_query_string
+from service.schemas import SearchFilters
 from service.state import ServiceState, get_state
 from service.strict import only_query_params
 
 router = APIRouter(tags=["feedback"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
-SIMILAR_PARAMS = ("k", "bbox", "time_from", "time_to", "dedupe_overlaps", "format")
+SIMILAR_PARAMS = ("k", *GET_FILTERS, "dedupe_overlaps", "format")
 
 
 @router.get(
@@ -39,17 +40,14 @@ async def similar_items(
     image_id: ImageId,
     state: State,
     request: Request,
+    filters: Annotated[SearchFilters | None, Depends(query_filters)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
-    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat in EPSG:4326")] = None,
-    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
-    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
     dedupe_overlaps: bool = True,
     format: Format = None,
 ) -> SimilarResponse | Response:
     """Ranks the archive with the item's stored vector (nothing is uploaded or re-encoded); the item itself
     is never among the results."""
     geojson = wants_geojson(request, format)
-    filters = get_filters({"bbox": bbox, "time_from": time_from, "time_to": time_to})
     page, version, matched = await pipelines.similar(state.searcher, image_id, k, filters, dedupe_overlaps)
     if geojson:
         return feature_collection(page.hits)

@@ -164,6 +164,28 @@ def get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
         raise ServiceError(422, "invalid_request", problems) from None
 
 
+def query_filters(
+    bbox: Annotated[
+        str | None, Query(description="west,south,east,north in EPSG:4326 (west > east: across the antimeridian)")
+    ] = None,
+    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
+    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
+    gsd_min: Annotated[str | None, Query(description="ground sample distance at least (m/px)")] = None,
+    gsd_max: Annotated[str | None, Query(description="ground sample distance at most (m/px)")] = None,
+    scenes: Annotated[str | None, Query(description="only items of these scenes: comma-separated scene ids")] = None,
+    exclude_scenes: Annotated[str | None, Query(description="no items of these scenes: comma-separated ids")] = None,
+    collections: Annotated[str | None, Query(description="STAC collections: comma-separated ids")] = None,
+    cloud_cover_max: Annotated[str | None, Query(description="STAC eo:cloud_cover at most (percent)")] = None,
+    platform: Annotated[str | None, Query(description="STAC platforms: comma-separated names")] = None,
+) -> SearchFilters | None:
+    """The filters of a GET search route (text search, similar items), as query parameters."""
+    return get_filters(
+        {"bbox": bbox, "time_from": time_from, "time_to": time_to, "gsd_min": gsd_min, "gsd_max": gsd_max,
+         "scenes": scenes, "exclude_scenes": exclude_scenes, "collections": collections,
+         "cloud_cover_max": cloud_cover_max, "platform": platform}
+    )
+
+
 @router.get(
     "/text",
     response_model=TextSearchResponse,
@@ -177,29 +199,13 @@ async def search_text_get(
     state: State,
     request: Request,
     q: Annotated[str, Query(description="free-text query")],
+    filters: Annotated[SearchFilters | None, Depends(query_filters)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     rerank: RerankMethod | None = None,
-    bbox: Annotated[
-        str | None, Query(description="west,south,east,north in EPSG:4326 (west > east: across the antimeridian)")
-    ] = None,
-    time_from: Annotated[str | None, Query(description="acquired at or after (ISO-8601 date or date-time)")] = None,
-    time_to: Annotated[str | None, Query(description="acquired at or before (a date includes the whole day)")] = None,
-    gsd_min: Annotated[str | None, Query(description="ground sample distance at least (m/px)")] = None,
-    gsd_max: Annotated[str | None, Query(description="ground sample distance at most (m/px)")] = None,
-    scenes: Annotated[str | None, Query(description="only items of these scenes: comma-separated scene ids")] = None,
-    exclude_scenes: Annotated[str | None, Query(description="no items of these scenes: comma-separated ids")] = None,
-    collections: Annotated[str | None, Query(description="STAC collections: comma-separated ids")] = None,
-    cloud_cover_max: Annotated[str | None, Query(description="STAC eo:cloud_cover at most (percent)")] = None,
-    platform: Annotated[str | None, Query(description="STAC platforms: comma-separated names")] = None,
     dedupe_overlaps: bool = True,
     format: Format = None,
 ) -> TextSearchResponse | Response:
     geojson = wants_geojson(request, format)
-    filters = get_filters(
-        {"bbox": bbox, "time_from": time_from, "time_to": time_to, "gsd_min": gsd_min, "gsd_max": gsd_max,
-         "scenes": scenes, "exclude_scenes": exclude_scenes, "collections": collections,
-         "cloud_cover_max": cloud_cover_max, "platform": platform}
-    )
     return await _text_search(state, q, k, rerank, filters, dedupe_overlaps, geojson)
 
 
