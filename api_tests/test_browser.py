@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,26 @@ class PageWatch:
         assert self.page.evaluate("() => window.__cspViolations") == []
 
 
+@contextmanager
+def watched_page(url: str, height: int = 1000, timeout_ms: int = 30_000) -> Iterator:
+    """A Chromium tab on `url` (downloads allowed) whose PageWatch is `tab.watch`; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": height}, accept_downloads=True)
+        context.add_init_script(WATCH_CSP)
+        tab = context.new_page()
+        tab.set_default_timeout(timeout_ms)
+        tab.watch = PageWatch(tab)
+        tab.goto(url)
+        try:
+            yield tab
+        finally:
+            context.close()
+            browser.close()
+
+
 def start_drawing(page) -> None:
     """Press "Draw area" with the map in view, and wait until the map is in drawing mode."""
     page.locator("#map").scroll_into_view_if_needed()
@@ -78,19 +99,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def page(server: LiveServer) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-        context.add_init_script(WATCH_CSP)
-        tab = context.new_page()
-        tab.set_default_timeout(30_000)
-        tab.watch = PageWatch(tab)
-        tab.goto(server.url + "/")
+    with watched_page(server.url + "/") as tab:
         yield tab
-        context.close()
-        browser.close()
 
 
 def test_nothing_upload_related_shows_before_an_upload(page, server: LiveServer) -> None:

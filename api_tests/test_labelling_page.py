@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from api_support import LiveServer
 from detect_support import detect_root, detect_server  # noqa: F401  (fixtures)
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WATCH_CSP, PageWatch
+from test_browser import ARTIFACTS, CHROMIUM, watched_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -21,19 +21,8 @@ CARDS = "#results .result-card"
 
 @pytest.fixture(scope="module")
 def page(detect_server: LiveServer) -> Iterator:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-        context.add_init_script(WATCH_CSP)
-        tab = context.new_page()
-        tab.set_default_timeout(30_000)
-        tab.watch = PageWatch(tab)
-        tab.goto(detect_server.url + "/")
+    with watched_page(detect_server.url + "/") as tab:
         yield tab
-        context.close()
-        browser.close()
 
 
 def card_ids(page) -> list[str]:

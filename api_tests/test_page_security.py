@@ -19,7 +19,7 @@ import rasterio
 from api_support import DATA, LiveServer, build_index, free_port, model_env, start_server
 from PIL import Image
 from rasterio.transform import from_origin
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WATCH_CSP, PageWatch, drag_on_map
+from test_browser import ARTIFACTS, CHROMIUM, drag_on_map, watched_page
 from test_geo_search import is_text_search, write_raster
 
 pytestmark = [
@@ -114,19 +114,8 @@ def hostile_server(
 
 @pytest.fixture(scope="module")
 def page(hostile_server: LiveServer) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1100})
-        context.add_init_script(WATCH_CSP)
-        tab = context.new_page()
-        tab.set_default_timeout(60_000)
-        tab.watch = PageWatch(tab)
-        tab.goto(hostile_server.url + "/")
+    with watched_page(hostile_server.url + "/", height=1100, timeout_ms=60_000) as tab:
         yield tab
-        context.close()
-        browser.close()
 
 
 def assert_nothing_injected(page) -> None:

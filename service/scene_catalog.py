@@ -8,17 +8,13 @@ it has pixels, also where none of its tiles was indexed (an all-nodata corner).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 
 from index.store import IndexVersion
-
-_catalogs: weakref.WeakKeyDictionary[IndexVersion, SceneCatalog] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+from service.version_cache import per_version
 
 
 @dataclass(frozen=True)
@@ -30,14 +26,10 @@ class SceneCatalog:
     @classmethod
     def of(cls, version: IndexVersion) -> SceneCatalog:
         """The catalogue of `version`, built on first use."""
-        with _lock:
-            catalog = _catalogs.get(version)
-            if catalog is None:
-                catalog = _catalogs[version] = cls._build(version)
-            return catalog
+        return _scene_catalog(version)
 
     @classmethod
-    def _build(cls, version: IndexVersion) -> SceneCatalog:
+    def build(cls, version: IndexVersion) -> SceneCatalog:
         entries = version.scene_footprints()
         ids = np.array([scene_id for scene_id, _ in entries], dtype=np.int64)
         rows = np.array([row for row, (_, shape) in enumerate(entries) if shape is not None], dtype=np.int64)
@@ -50,6 +42,9 @@ class SceneCatalog:
             return self.ids
         found = self.tree.query(area, predicate="intersects")
         return self.ids[np.sort(self.rows[found])]
+
+
+_scene_catalog = per_version(SceneCatalog.build)
 
 
 def lonlat_box(bbox: tuple[float, float, float, float]) -> shapely.Geometry:

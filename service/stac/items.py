@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import threading
-import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +26,7 @@ from index.store import ImageRecord, IndexVersion
 from service.geo.winding import rfc7946_geometry
 from service.links import absolute, image_links
 from service.stac_ref import stac_ref
+from service.version_cache import per_version
 
 STAC_VERSION = "1.1.0"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -143,11 +142,7 @@ class StacCatalog:
 
     @classmethod
     def of(cls, version: IndexVersion) -> StacCatalog:
-        with _lock:
-            catalog = _catalogs.get(version)
-            if catalog is None:
-                catalog = _catalogs[version] = cls._build(version)
-            return catalog
+        return _stac_catalog(version)
 
     @classmethod
     async def of_async(cls, version: IndexVersion) -> StacCatalog:
@@ -155,7 +150,7 @@ class StacCatalog:
         return await asyncio.to_thread(cls.of, version)
 
     @classmethod
-    def _build(cls, version: IndexVersion) -> StacCatalog:
+    def build(cls, version: IndexVersion) -> StacCatalog:
         records = version.all_images()
         facts = version.stac(sorted({record.scene_id for record in records}))
         grouped: dict[str, list[ImageRecord]] = {}
@@ -179,8 +174,7 @@ class StacCatalog:
         return np.unique(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-_catalogs: weakref.WeakKeyDictionary[IndexVersion, StacCatalog] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_stac_catalog = per_version(StacCatalog.build)
 
 
 def collection_document(info: CollectionInfo, version: IndexVersion) -> dict[str, Any]:
