@@ -45,16 +45,10 @@ from index.layout import (
     file_sha256,
     fsync_dir,
 )
+from index.manifest import IndexIntegrityError, read_manifest, verify_files
+from index.records import ImageRecord, SceneRecord
 from index.stac_meta import StacRecord, write_stac
-from index.store import (
-    ImageRecord,
-    IndexIntegrityError,
-    IndexStore,
-    IndexVersion,
-    SceneRecord,
-    read_manifest,
-    verify_files,
-)
+from index.store import IndexStore, IndexVersion
 
 
 class StoreBusyError(RuntimeError):

@@ -1,4 +1,5 @@
-"""Read side of the index store: the only code that parses a published version (the service uses it).
+"""Read side of the index store: the only code that parses a published version (the service uses it). The
+records it returns are in index.records, the manifest and its checks in index.manifest.
 
 Contract (names are stable; see index.layout for the files):
 
@@ -57,10 +58,8 @@ Versions are immutable once published, so the SQLite file is opened read-only an
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,187 +72,32 @@ import shapely.geometry
 from index.layout import (
     CAPTIONS_INDEX,
     CURRENT,
-    FORMAT,
     IMAGES_INDEX,
     MANIFEST,
     META,
     PROFILES,
-    VERSION_FILES,
     VERSIONS,
-    content_id,
-    file_sha256,
+)
+from index.manifest import IndexIntegrityError, read_manifest, verify_files
+from index.records import (
+    IMAGE_COLUMNS,
+    SCENE_COLUMNS,
+    CaptionRecord,
+    ImageRecord,
+    SceneRecord,
+    image_record,
+    scene_record,
 )
 from index.stac_meta import StacRecord, has_stac, image_ids_by_stac, stac_of_scenes
 from index.vectors import set_search_parameter
-
-
-class IndexIntegrityError(ValueError):
-    """A version of the store cannot be trusted: missing files, bad manifest, checksum or count mismatch."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    format: str
-    version: int
-    created: str
-    model: dict[str, Any]
-    dim: int
-    counts: dict[str, int]
-    index: dict[str, Any]
-    sources: list[str]
-    caption_sources: list[str]
-    files: dict[str, dict[str, Any]]
-    raw: dict[str, Any]
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.model["fingerprint"])
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        try:
-            return cls(
-                format=str(data["format"]),
-                version=int(data["version"]),
-                created=str(data["created"]),
-                model=dict(data["model"]),
-                dim=int(data["dim"]),
-                counts={k: int(v) for k, v in data["counts"].items()},
-                index=dict(data["index"]),
-                sources=[str(s) for s in data["sources"]],
-                caption_sources=[str(s) for s in data["caption_sources"]],
-                files={k: dict(v) for k, v in data["files"].items()},
-                raw=data,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise IndexIntegrityError(f"manifest is incomplete or malformed: {exc!r}") from exc
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    source: int  # index into Manifest.sources
-    path: str  # relative to that source folder, POSIX separators
-    sha256: str
-    bytes: int
-    width: int  # of the stored file, before any resize
-    height: int
-    mtime: float
-    bands: int
-    dtype: str
-    preprocessing: str  # how the file became 8-bit RGB (band selection, percentile scaling), "" when plain
-    bbox: tuple[float, float, float, float] | None  # (min_x, min_y, max_x, max_y) in the CRS, GeoTIFF only
-    crs: str | None  # "EPSG:n" (or WKT when the CRS has no authority code), georeferenced rasters only
-    window: tuple[int, int, int, int] | None = None  # x, y, width, height in scene pixels; None: the whole file
-    window_size: int | None = None  # the tile size the window was cut for
-    footprint: str | None = None  # GeoJSON geometry (EPSG:4326) of the item, georeferenced rasters only
-    gsd: float | None = None  # ground sample distance, metres per pixel
-    time: str | None = None  # acquisition time, ISO-8601 UTC (index.acquired)
-    time_source: str | None = None  # "metadata" | "filename" | "file_mtime"; None in versions written before it
-
-    @property
-    def scene_id(self) -> int:
-        """Every item of one file (its tiles, or the whole image) shares the file's content id."""
-        return content_id(self.sha256)
-
-
-@dataclass(frozen=True)
-class SceneRecord:
-    """One indexed file: a scene cut into tiles, or a small image that is its own single item."""
-
-    id: int  # content id of the file
-    source: int
-    path: str
-    sha256: str
-    bytes: int
-    mtime: float
-    width: int
-    height: int
-    bands: int
-    dtype: str
-    preprocessing: str
-    bbox: tuple[float, float, float, float] | None  # native bounds in `crs`
-    crs: str | None
-    footprint: str | None  # GeoJSON geometry (EPSG:4326)
-    gsd: float | None
-    time: str | None
-    items: int  # index items (tiles) of this scene
-    time_source: str | None = None  # as ImageRecord.time_source
-
-
-@dataclass(frozen=True)
-class CaptionRecord:
-    id: int
-    text: str
-    source: str  # file the caption came from
-
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
 # Up to this many ids, gathering their stored vectors and scoring them exactly beats a FAISS search with an ID
 # selector over the whole index; above it the selector wins (filtered-search-crossover rows of
 # benchmarks/RESULTS.md, 100k vectors: exact faster at 300 ids, the selector at 1,000 and more).
 SUBSET_EXACT_MAX = 300
-IMAGE_COLUMNS = (
-    "id, source, path, sha256, bytes, width, height, mtime, bands, dtype, preprocessing, "
-    "min_x, min_y, max_x, max_y, crs, window_x, window_y, window_width, window_height, window_size, "
-    "footprint, gsd, time"
-)
-SCENE_COLUMNS = (
-    "id, source, path, sha256, bytes, mtime, width, height, bands, dtype, preprocessing, "
-    "min_x, min_y, max_x, max_y, crs, footprint, gsd, time, items"
-)
-
-
-def _image_record(row: tuple) -> ImageRecord:
-    bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
-    window = None if row[16] is None else (row[16], row[17], row[18], row[19])
-    return ImageRecord(
-        *row[:11], bbox=bbox, crs=row[15], window=window, window_size=row[20], footprint=row[21], gsd=row[22],
-        time=row[23], time_source=row[24],
-    )
-
-
-def _scene_record(row: tuple) -> SceneRecord:
-    bbox = None if row[11] is None else (row[11], row[12], row[13], row[14])
-    return SceneRecord(*row[:11], bbox, *row[15:])
-
-
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
-
-
-def read_manifest(path: Path) -> Manifest:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise IndexIntegrityError(f"{path} is missing") from exc
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexIntegrityError(f"{path} is unreadable: {exc}") from exc
-    if not isinstance(data, dict):
-        raise IndexIntegrityError(f"{path} is not a JSON object")
-    manifest = Manifest.from_dict(data)
-    if manifest.format != FORMAT:
-        raise IndexIntegrityError(
-            f"{path} has format {manifest.format!r}, this version reads {FORMAT!r}: rebuild the index "
-            "(`posapl index build`; `posapl index update` rebuilds it too)"
-        )
-    return manifest
-
-
-def verify_files(directory: Path, manifest: Manifest) -> None:
-    """Every version file is listed, present, of the recorded size and sha256."""
-    missing = [name for name in VERSION_FILES if name not in manifest.files]
-    if missing:
-        raise IndexIntegrityError(f"{directory}: manifest lists no checksum for {', '.join(missing)}")
-    for name, expected in manifest.files.items():
-        path = directory / name
-        if not path.is_file():
-            raise IndexIntegrityError(f"{directory}: {name} is missing")
-        size = path.stat().st_size
-        if size != expected.get("bytes"):
-            raise IndexIntegrityError(f"{directory}: {name} has {size} bytes, manifest says {expected.get('bytes')}")
-        if file_sha256(path) != expected.get("sha256"):
-            raise IndexIntegrityError(f"{directory}: {name} does not match its sha256 in the manifest")
 
 
 class IndexVersion:
@@ -516,13 +360,13 @@ class IndexVersion:
             query = f"SELECT {self._image_columns} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], _image_record(row)) for row in rows)
+            found.update((row[0], image_record(row)) for row in rows)
         return [found.get(i) for i in wanted]
 
     def all_images(self) -> list[ImageRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {self._image_columns} FROM images ORDER BY source, path").fetchall()
-        return [_image_record(row) for row in rows]
+        return [image_record(row) for row in rows]
 
     def image(self, image_id: int) -> ImageRecord:
         record = self.images([image_id])[0]
@@ -586,7 +430,7 @@ class IndexVersion:
             row = self._db.execute(query, (int(scene_id),)).fetchone()
         if row is None:
             raise KeyError(scene_id)
-        return _scene_record(row)
+        return scene_record(row)
 
     def scenes(self, ids: list[int] | np.ndarray) -> list[SceneRecord | None]:
         """The scenes of `ids`, in that order (None for an unknown id)."""
@@ -597,7 +441,7 @@ class IndexVersion:
             query = f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], _scene_record(row)) for row in rows)
+            found.update((row[0], scene_record(row)) for row in rows)
         return [found.get(i) for i in wanted]
 
     def scene_footprints(self) -> list[tuple[int, str | None]]:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from index.job import run_update
 from index.layout import MANIFEST
+from index.manifest import IndexIntegrityError, read_manifest
 from index.report import NothingToIndexError
 from index.settings import IndexSettings, StoreConfig
-from index.store import IndexIntegrityError, IndexStore, read_manifest
+from index.store import IndexStore
 from posapl.checkpoint import CheckpointError
 from posapl.cli import settings_from_args
 from posapl.weights import WeightsUnavailableError
