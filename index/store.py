@@ -438,7 +438,7 @@ class IndexVersion:
         found: dict[int, SceneRecord] = {}
         for start in range(0, len(wanted), SQL_CHUNK):
             chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {SCENE_COLUMNS} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
+            query = f"SELECT {self._scene_columns} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
             found.update((row[0], scene_record(row)) for row in rows)
