@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.harness import Result
+from benchmarks.harness import Result, faiss_threads
 
 BLOCK = 32
 CELL_DEG = 0.001
@@ -63,6 +63,12 @@ def _archive(count: int, dim: int, noise: float, seed: int) -> tuple[np.ndarray,
 
 
 def run(args: argparse.Namespace) -> Iterator[Result]:
+    """FAISS on one thread, as the service runs it."""
+    with faiss_threads(1):
+        yield from _run(args)
+
+
+def _run(args: argparse.Namespace) -> Iterator[Result]:
     import faiss
     import shapely
 
@@ -72,7 +78,6 @@ def run(args: argparse.Namespace) -> Iterator[Result]:
     count = 20_000 if args.smoke else args.vectors
     dim = 64 if args.smoke else args.dim
     ranks = [r for r in ([100, 1_000] if args.smoke else args.ranks) if r <= count]
-    faiss.omp_set_num_threads(1)  # as the service runs FAISS
     vectors, centres, side = _archive(count, dim, args.noise, args.seed)
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     index.add_with_ids(vectors, np.arange(count, dtype=np.int64))

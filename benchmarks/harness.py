@@ -16,7 +16,8 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -70,6 +71,20 @@ def time_repeated(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) ->
         fn()
         samples.append(time.perf_counter() - start)
     return Timing(samples)
+
+
+@contextmanager
+def faiss_threads(count: int) -> Iterator[None]:
+    """FAISS's thread count (OpenMP, which OpenBLAS shares) for one benchmark, restored afterwards: benchmarks
+    also run inside other processes (the smoke tests), whose later searches must not inherit it."""
+    import faiss
+
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved)
 
 
 def percentile(values: Iterable[float], q: float) -> float:

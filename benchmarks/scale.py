@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from benchmarks.embedding_like import mixed_archive, nearest_cosine, seed_embeddings
-from benchmarks.harness import DEFAULT_SPLIT, Result, percentile, smoke_arch, split_path
+from benchmarks.harness import DEFAULT_SPLIT, Result, faiss_threads, percentile, smoke_arch, split_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,11 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def run(args: argparse.Namespace) -> Iterator[Result]:
     """Yields each row as soon as it is measured, so a long run that is cut short keeps what it finished."""
+    with faiss_threads(args.threads):
+        yield from _run(args)
+
+
+def _run(args: argparse.Namespace) -> Iterator[Result]:
     import faiss
 
     from index.vectors import IndexSpec, build_index, index_bytes
@@ -60,7 +65,6 @@ def run(args: argparse.Namespace) -> Iterator[Result]:
         args.vectors, args.queries, args.single_queries = 20_000, 100, 20
     if args.vectors < 1 or args.queries < 1:
         raise ValueError("--vectors and --queries must be positive")
-    faiss.omp_set_num_threads(args.threads)
     seeds, captions = seed_embeddings(arch, split_path(args.split), 60 if args.smoke else None)
     order = np.random.default_rng(args.seed).permutation(len(captions))
     tune_queries = captions[order[: len(order) // 2]]
