@@ -4,17 +4,13 @@ and browser modules build it once."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import DATA, LiveServer, build_index, model_env, start_server
-from test_geo_search import PLAIN_MTIME, write_raster
+from api_support import LiveServer, model_env, start_server
+from test_geo_search import PLAIN, build_geo_archive
 
-PLAIN = 12
 # name: (CRS, top-left x, top-left y, pixel size, acquisition time); 64 px rasters: 640 m wide at 10 m
 RASTERS = {
     "row_a.tif": ("EPSG:32633", 500000.0, 4000000.0, 10.0, "2019:05:01 10:00:00"),
@@ -30,19 +26,7 @@ CAP = PLAIN + len(RASTERS) - 2  # the server's detection cap: a threshold that k
 
 @pytest.fixture(scope="session")
 def detect_root(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("detect")
-    images = tmp / "images"
-    images.mkdir()
-    entries = json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[: PLAIN + len(RASTERS)]
-    for entry in entries[:PLAIN]:
-        shutil.copy2(DATA / "rsicd" / entry["image"], images / Path(entry["image"]).name)
-        os.utime(images / Path(entry["image"]).name, (PLAIN_MTIME, PLAIN_MTIME))  # a JPEG's time: 2010
-    for entry, (name, spec) in zip(entries[PLAIN:], RASTERS.items(), strict=True):
-        write_raster(images / name, DATA / "rsicd" / entry["image"], *spec)
-    captions = tmp / "captions.json"
-    captions.write_text(json.dumps(entries))
-    build_index(tmp / "index", images, captions, tiny_arch_file)
-    return tmp / "index"
+    return build_geo_archive(tmp_path_factory.mktemp("detect"), RASTERS, tiny_arch_file)[0]
 
 
 @pytest.fixture(scope="session")

@@ -67,22 +67,28 @@ def wgs84_bounds(path: Path) -> tuple[float, float, float, float]:
         return transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
 
 
-@pytest.fixture(scope="module")
-def geo_archive(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> tuple[Path, Path]:
-    """(index root, images folder): PLAIN RSICD images and the RASTERS, indexed by the indexer's own job."""
-    tmp = tmp_path_factory.mktemp("geo")
+def build_geo_archive(tmp: Path, rasters: dict, tiny_arch_file: Path) -> tuple[Path, Path]:
+    """(index root, images folder) under `tmp`: PLAIN RSICD JPEGs dated 2010 by their file time, and `rasters`
+    (name: write_raster's CRS, origin, pixel size and time) with the pixels of the next RSICD images, indexed by
+    the indexer's own job."""
     images = tmp / "images"
     images.mkdir()
-    entries = json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[: PLAIN + len(RASTERS)]
+    entries = json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[: PLAIN + len(rasters)]
     for entry in entries[:PLAIN]:
         shutil.copy2(DATA / "rsicd" / entry["image"], images / Path(entry["image"]).name)
         os.utime(images / Path(entry["image"]).name, (PLAIN_MTIME, PLAIN_MTIME))  # their time: 2010, before all
-    for entry, (name, spec) in zip(entries[PLAIN:], RASTERS.items(), strict=True):
+    for entry, (name, spec) in zip(entries[PLAIN:], rasters.items(), strict=True):
         write_raster(images / name, DATA / "rsicd" / entry["image"], *spec)
     captions = tmp / "captions.json"
     captions.write_text(json.dumps(entries))
     build_index(tmp / "index", images, captions, tiny_arch_file)
     return tmp / "index", images
+
+
+@pytest.fixture(scope="module")
+def geo_archive(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> tuple[Path, Path]:
+    """(index root, images folder): PLAIN RSICD images and the RASTERS."""
+    return build_geo_archive(tmp_path_factory.mktemp("geo"), RASTERS, tiny_arch_file)
 
 
 @pytest.fixture(scope="module")
