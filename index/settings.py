@@ -20,7 +20,7 @@ from index.layout import CONFIG
 from index.sources.bands import check_patterns
 from index.sources.stac import catalog_file
 from index.vectors import FLAT_MAX_VECTORS, IndexSpec
-from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
+from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED, absolute_if_file
 from posapl.rerank import DEFAULT_PROFILE_POINTS
 
 DEFAULT_INDEX_ROOT = Path("data/index")
@@ -227,13 +227,6 @@ class IndexSettings(StoreFields, BaseSettings):
             band_files=self.band_files,
             captions=[p.resolve() for p in self.captions or []],
             checkpoint=str(Path(self.checkpoint).resolve()) if self.checkpoint else None,
-            arch=_absolute_if_file(self.arch if self.checkpoint else self.arch or DEFAULT_ARCH),
-            pretrained=_absolute_if_file(self.pretrained if self.checkpoint else self.pretrained or DEFAULT_PRETRAINED),
+            arch=absolute_if_file(self.arch if self.checkpoint else self.arch or DEFAULT_ARCH),
+            pretrained=absolute_if_file(self.pretrained if self.checkpoint else self.pretrained or DEFAULT_PRETRAINED),
         )
-
-
-def _absolute_if_file(value: str | None) -> str | None:
-    """A model config or weights file is recorded by absolute path, so the nightly update and the server
-    find it whatever their working directory; names (an open_clip tag, `random`) stay as they are. A
-    checkpoint's unset base stays None: the checkpoint names it (posapl.checkpoint.load_model)."""
-    return str(Path(value).resolve()) if value and Path(value).is_file() else value

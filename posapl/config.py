@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 DEFAULT_ARCH = "ViT-B-32"
@@ -72,3 +73,10 @@ def preset_config(preset: str, arch: str = DEFAULT_ARCH, **overrides: Any) -> Mo
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return replace(PRESETS[preset], arch=arch, **overrides)
+
+
+def absolute_if_file(value: str | None) -> str | None:
+    """A model config or weights file named by absolute path, so that every command names the same model
+    (the model's identity records it) whatever its working directory; names (an open_clip tag, `random`) and
+    None stay as they are."""
+    return str(Path(value).resolve()) if value and Path(value).is_file() else value

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED
+from posapl.config import DEFAULT_ARCH, DEFAULT_PRETRAINED, absolute_if_file
 from posapl.rerank import DEFAULT_RECIPROCAL_ALPHA, DEFAULT_RECIPROCAL_K
 
 RerankMethod = Literal["none", "multivariate", "reciprocal"]
@@ -123,6 +123,13 @@ class ServiceSettings(BaseSettings):
     webhook_allow_private: bool = Field(
         False, description="saved searches may post webhooks to loopback, private and link-local addresses"
     )
+
+    @field_validator("arch", "pretrained")
+    @classmethod
+    def _model_file(cls, value: str | None) -> str | None:
+        """A relative config or weights file names the same model as the index's absolute one (its fingerprint
+        records the name), so `serve --images` with `--arch my.json` serves the index it just built."""
+        return absolute_if_file(value)
 
     @field_validator("map_tiles")
     @classmethod

@@ -108,3 +108,22 @@ def test_explicit_settings_still_apply_to_a_checkpoint(
     loaded = load_model(path, pretrained=str(weights))
     assert loaded.fingerprint() == fingerprint
     assert all(torch.equal(a, b) for a, b in zip(loaded.clip.state_dict().values(), donor.clip.state_dict().values()))
+
+
+def test_a_relative_arch_file_names_one_model_for_index_and_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`posapl serve --images DIR --arch my.json` builds with the index settings and serves with the service's:
+    both must name the file alike, or the fingerprints differ and the server refuses the index it just built."""
+    from index.settings import IndexSettings
+    from service.settings import ServiceSettings
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    relative = "examples/tiny-vit.json"
+    served = ServiceSettings(arch=relative, pretrained="random")
+    indexed = IndexSettings(root=tmp_path, images=[tmp_path], arch=relative, pretrained="random").store_config()
+    assert served.arch == indexed.arch == str(repo / relative)
+    assert load_model(None, served.pretrained, served.preset, served.arch).fingerprint() == load_model(
+        indexed.checkpoint, indexed.pretrained, indexed.preset, indexed.arch
+    ).fingerprint()
