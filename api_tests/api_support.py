@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -126,3 +127,11 @@ def build_index(root: Path, images: Path | list[Path], captions: Path, tiny_arch
 
 def start_server(tmp: Path, name: str, env: dict[str, str], expect_ready: bool = True) -> LiveServer:
     return LiveServer(env, tmp / f"{name}.log", tmp / f"{name}-tmp").start(expect_ready=expect_ready)
+
+
+def unit_test_module(filename: str):
+    """A module of tests/ (the unit tests' helpers), loaded by path: both test folders are rootless."""
+    spec = importlib.util.spec_from_file_location(f"posapl_unit_{Path(filename).stem}", REPO / "tests" / filename)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@ uvicorn server process per scenario."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,22 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import ADMIN_TOKEN, DATA, N_IMAGES, REPO, LiveServer, build_index, model_env, start_server
+from api_support import ADMIN_TOKEN, DATA, N_IMAGES, LiveServer, build_index, model_env, start_server, unit_test_module
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _unit_test_helpers():
-    """tests/conftest.py owns the tiny architecture; load it by path (both folders are rootless test dirs)."""
-    spec = importlib.util.spec_from_file_location("posapl_unit_conftest", REPO / "tests" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def tiny_arch_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _unit_test_helpers().write_tiny_arch(tmp_path_factory.mktemp("arch"))
+    return unit_test_module("conftest.py").write_tiny_arch(tmp_path_factory.mktemp("arch"))
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,19 @@ import hmac
 import json
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import feedparser
 import httpx
 import pytest
-from api_support import DATA, LiveServer, build_index, model_env, start_server
+from api_support import DATA, LiveServer, build_index, model_env, start_server, unit_test_module
 from cli_support import posapl, posapl_env, start_posapl
 
 from index.store import open_version
+
+Receiver = unit_test_module("webhook_receiver.py").Receiver
 
 RSICD = DATA / "rsicd" / "test"
 SECRET = "receiver-secret-0123456789"
@@ -35,31 +35,6 @@ def _copy(paths: list[Path], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for path in paths:
         shutil.copy2(path, folder / path.name)
-
-
-class Receiver:
-    """Webhook receiver on 127.0.0.1 that records every POST (headers, body) and answers 204."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def matched_items(self) -> list[int]:
-        return [m["item_id"] for _, body in self.received for m in json.loads(body)["matches"]]
 
 
 class Watch:

@@ -3,25 +3,16 @@ body and GET), selected before ranking, on a real server."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from api_support import DATA, REPO, model_env, start_server
+from api_support import DATA, model_env, start_server, unit_test_module
 
 QUERY = "a green field next to a road"
 S2 = "sentinel-2-l2a"
-
-
-def _stac_helpers():
-    """tests/stac_helpers.py writes the test catalog; load it by path (both test folders are rootless)."""
-    spec = importlib.util.spec_from_file_location("posapl_stac_helpers", REPO / "tests" / "stac_helpers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, tiny_arch_file: Path) -> It
     from index.settings import IndexSettings
 
     tmp = tmp_path_factory.mktemp("stac-search")
-    catalog = _stac_helpers().write_catalog(tmp / "catalog")
+    catalog = unit_test_module("stac_helpers.py").write_catalog(tmp / "catalog")
     captions = tmp / "captions.json"
     captions.write_text(json.dumps(json.loads((DATA / "rsicd" / "rsicd_test.json").read_text())[:20]))
     root = tmp / "index"

@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import postgres_cluster
 import pytest
 import sqlalchemy as sa
+from webhook_receiver import Receiver
 
 from monitor import searches, webhooks
 from monitor.db import StateUnavailableError, now, open_engine
@@ -128,33 +127,6 @@ def test_a_match_is_recorded_once_per_search_and_item(settings: MonitorSettings)
     with engine.begin() as db:  # the same item again, e.g. from a re-published version
         assert db.execute(_insert_ignore(engine), [{**row, "version": 3}]).all() == []
     assert [(m["item_id"], m["version"]) for m in searches.list_matches(engine, saved.id)] == [(7, 2)]
-
-
-class Receiver:
-    """A local webhook receiver that answers 500 to the first `failures` POSTs."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((dict(self.headers), body))
-                self.send_response(500 if len(outer.received) <= outer.failures else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.mark.parametrize("failures", [0, 2])
