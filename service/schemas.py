@@ -55,6 +55,9 @@ SceneIdValue = Annotated[
 ]
 
 
+StacNames = list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STAC_NAME)]]  # ids, exactly
+
+
 class SearchFilters(BaseModel):
     """Metadata filters: they select every matching image first; only those are ranked (exact semantics)."""
 
@@ -99,7 +102,7 @@ class SearchFilters(BaseModel):
     exclude_scenes: list[SceneIdValue] | None = Field(
         None, min_length=1, max_length=MAX_SCENE_IDS, description="leave out every item of these scenes"
     )
-    collections: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STAC_NAME)]] | None = Field(
+    collections: StacNames | None = Field(
         None,
         min_length=1,
         max_length=MAX_STAC_NAMES,
@@ -110,7 +113,7 @@ class SearchFilters(BaseModel):
         None, strict=True, ge=0, le=100, description="keep items whose STAC item's eo:cloud_cover (percent) is at "
         "most this; items without a cloud cover never match"
     )
-    platform: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STAC_NAME)]] | None = Field(
+    platform: StacNames | None = Field(
         None,
         min_length=1,
         max_length=MAX_STAC_NAMES,
