@@ -64,6 +64,20 @@ def test_require_key_closes_every_search(closed: tuple[LiveServer, str, Path]) -
         assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize(("format", "magic"), [("geojson", b"{"), ("geoparquet", b"PAR1")])
+def test_require_key_closes_detection_exports(closed: tuple[LiveServer, str, Path], format: str, magic: bytes) -> None:
+    """The GeoJSON and GeoParquet exports of a detection need a key like every search: 401 without, 200 with."""
+    server, key, _ = closed
+    body = {"query": "a harbour", "threshold": {"rank": 3}}
+    params = {"format": format, "layer": "tiles"}
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        refused = client.post("/v1/detect", params=params, json=body)
+        assert refused.status_code == 401 and "API key" in refused.json()["message"]
+        assert client.post("/v1/detect", params=params, json=body, headers={"X-API-Key": "posapl_x"}).status_code == 401
+        exported = client.post("/v1/detect", params=params, json=body, headers={"Authorization": f"Bearer {key}"})
+        assert exported.status_code == 200 and exported.content.startswith(magic), exported.text[:300]
+
+
 def test_an_unreachable_state_database_is_503_and_search_still_works(state_down: LiveServer) -> None:
     with httpx.Client(base_url=state_down.url, timeout=120) as client:
         listing = client.get("/v1/searches", headers={"X-API-Key": "posapl_any"})

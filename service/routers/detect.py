@@ -1,8 +1,8 @@
 """POST /v1/detect: every item whose score passes a threshold, as tiles and dissolved polygons.
 
 JSON by default; GeoJSON (`format=geojson` or `Accept: application/geo+json`) or GeoParquet
-(`format=geoparquet`) of one `layer`. Exports go through `export_access`, the one place where access to them is
-decided.
+(`format=geoparquet`) of one `layer`. Access is decided where the app includes this router, as for every
+search: open by default, an API key for every format (exports included) under POSAPL_REQUIRE_KEY=true.
 """
 
 from __future__ import annotations
@@ -25,15 +25,11 @@ State = Annotated[ServiceState, Depends(get_state)]
 DetectFormat = Literal["json", "geojson", "geoparquet"]
 
 
-def export_access() -> None:
-    """Exports are open to every caller for now; an API-key check replaces this body when keys exist."""
-
-
 @router.post(
     "/v1/detect",
     response_model=DetectResponse,
     responses={
-        **error_responses(400, 422, 503),
+        **error_responses(400, 401, 422, 503),
         200: {
             "description": "JSON by default; a GeoJSON FeatureCollection of one layer with `format=geojson` or "
             "`Accept: application/geo+json`; GeoParquet (EPSG:4326) of one layer with `format=geoparquet`",
@@ -41,7 +37,6 @@ def export_access() -> None:
         },
     },
     summary="Detect: every item scoring above a threshold, with dissolved areas",
-    dependencies=[Depends(export_access)],
 )
 async def detect_items(
     body: DetectRequest,
