@@ -31,6 +31,7 @@ from service.settings import ServiceSettings
 from service.stac import router as stac_router
 from service.state import ServiceState
 
+CORS_METHODS = ["GET", "POST", "PATCH", "DELETE"]  # HEAD is a simple method: it needs no preflight
 UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -90,8 +91,9 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
     app.middleware("http")(metrics.middleware)
     app.add_middleware(PublicBase, public_url=settings.public_url)
     if settings.cors_origins:
+        # PATCH and DELETE for saved searches; the key headers (Authorization, X-API-Key) are echoed by "*".
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=CORS_METHODS, allow_headers=["*"]
         )
     app.add_middleware(HeadAsGet)  # outermost: everything inside sees the GET it stands for
     for module in (search, feedback, detect):
