@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_support import LiveServer, model_env, start_server
+from test_browser import CHROMIUM, watched_page
 
 from monitor.db import open_engine
 from monitor.keys import add_key
@@ -62,6 +63,28 @@ def test_require_key_closes_every_search(closed: tuple[LiveServer, str, Path]) -
         allowed = client.post("/v1/search/text", json=query, headers={"Authorization": f"Bearer {key}"})
         assert allowed.status_code == 200 and len(allowed.json()["results"]) == 2
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
+def test_the_page_sends_its_key_when_search_is_closed(closed: tuple[LiveServer, str, Path]) -> None:
+    """Without a key the page shows the 401's message; with the key typed in, search and search again work."""
+    server, key, _ = closed
+    with watched_page(server.url + "/") as page:
+        page.fill("#query", "a harbour")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#search-error:not([hidden])")
+        assert "API key" in page.locator("#search-error").inner_text()
+        page.fill("#api-key", key)
+        page.locator("#api-key").blur()
+        page.click("button[type=submit]")
+        page.wait_for_selector("#results .result-card")
+        page.locator("#results .result-card").nth(0).locator("button[data-label=pos]").click()
+        with page.expect_response("**/v1/search/feedback") as answer:
+            page.click("#refine")
+        assert answer.value.status == 200 and answer.value.request.headers["authorization"] == f"Bearer {key}"
+        assert page.locator("#search-error").is_hidden()
+        page.watch.assert_clean()
 
 
 @pytest.mark.parametrize(("format", "magic"), [("geojson", b"{"), ("geoparquet", b"PAR1")])

@@ -23,6 +23,17 @@ async function apiError(response) {
   }
 }
 
+// The API key typed into the Watches panel: a credential, so it lives in sessionStorage (this tab only) and
+// travels in the Authorization header, never in localStorage or a URL. Every API call sends it when there is
+// one, so the page also works when POSAPL_REQUIRE_KEY closes search.
+const KEY_STORE = "posapl.apiKey";
+const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
+
+function keyHeaders(extra = {}) {
+  const key = apiKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
 function showError(box, message) {
   box.textContent = message;
   box.hidden = !message;
@@ -123,7 +134,7 @@ async function searchText(event) {
   lastSearch = null;
   const response = await fetch("/v1/search/text", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: keyHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify(body),
   });
   if (!response.ok) {
@@ -152,7 +163,7 @@ async function exportGeojson() {
   if (!lastSearch) return;
   const response = await fetch("/v1/search/text", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/geo+json" },
+    headers: keyHeaders({ "Content-Type": "application/json", Accept: "application/geo+json" }),
     body: JSON.stringify(lastSearch),
   });
   if (!response.ok) {
@@ -182,7 +193,7 @@ async function searchImage(file) {
   form.append("k_captions", "5");
   form.append("k_images", "12");
   $("upload-meta").textContent = "searching…";
-  const response = await fetch("/v1/search/image", { method: "POST", body: form });
+  const response = await fetch("/v1/search/image", { method: "POST", body: form, headers: keyHeaders() });
   if (!response.ok) {
     $("upload-result").hidden = true;
     $("similar-title").hidden = true;

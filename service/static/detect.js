@@ -16,7 +16,7 @@ async function runDetect() {
   const body = detectBody();
   $("detect-meta").textContent = "detecting…";
   const response = await fetch("/v1/detect", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
   });
   if (!response.ok) {
     $("detect-meta").textContent = "";
@@ -37,7 +37,7 @@ async function exportDetections(format, extension) {
   if (!lastDetect) return;
   const params = new URLSearchParams({ format, layer: "polygons" });
   const response = await fetch(`/v1/detect?${params}`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(lastDetect),
+    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(lastDetect),
   });
   if (!response.ok) {
     showError($("detect-error"), await apiError(response));

@@ -93,7 +93,7 @@ async function refine() {
   showError($("search-error"), "");
   const body = { ...feedbackInputs(), k: Number($("k").value), method: $("feedback-method").value };
   const response = await fetch("/v1/search/feedback", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
   });
   if (!response.ok) {
     showError($("search-error"), await apiError(response));
@@ -111,7 +111,7 @@ async function moreLikeThis(id, hit) {
   const params = new URLSearchParams({ k: $("k").value });
   const bbox = window.posaplMap ? window.posaplMap.filters().bbox : null;
   if (bbox) params.set("bbox", bbox.join(","));
-  const response = await fetch(`/v1/items/${encodeURIComponent(id)}/similar?${params}`);
+  const response = await fetch(`/v1/items/${encodeURIComponent(id)}/similar?${params}`, { headers: keyHeaders() });
   if (!response.ok) {
     showError($("search-error"), await apiError(response));
     return;

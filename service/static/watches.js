@@ -4,22 +4,13 @@
 // detect threshold) as a saved search, POST /v1/searches; every index update then matches its new items. The
 // list shows the API key's saved searches, each with the number of matches found since this browser last
 // opened it; opening one shows those matches in the grid and on the map. Loaded after detect.js: it uses
-// detectBody(), showHits() and app.js's $, el, apiError and showError.
+// detectBody(), showHits() and app.js's $, el, apiError, showError, apiKey and keyHeaders.
 //
-// The API key is a credential: it lives in sessionStorage (this tab only, gone when it closes) and travels in
-// the Authorization header, never in localStorage or a URL. What was seen is not a secret and should outlive
-// the tab: per search, the found_at of the newest match opened, in localStorage, sent back as `since`.
-const KEY_STORE = "posapl.apiKey";
+// The API key field sets app.js's key (sessionStorage). What was seen is not a secret and should outlive the
+// tab: per search, the found_at of the newest match opened, in localStorage, sent back as `since`.
 const SEEN_STORE = "posapl.watchesSeen";
 const MATCH_PAGE = 1000;  // the API's most matches per call
 let listing = 0;  // the latest list refresh: an older one still in flight must not overwrite its counts
-
-const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
-
-function keyHeaders(extra = {}) {
-  const key = apiKey();
-  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
-}
 
 function seenMarks() {
   try {
