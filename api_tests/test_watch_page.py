@@ -156,6 +156,7 @@ def test_label_save_update_and_see_the_new_matches(watched: Watched, tmp_path: P
         entry = page.locator(f"#watch-list li.watch[data-id='{saved['id']}']")
         entry.locator(".watch-count", has_text=NONE_NEW).wait_for()
         assert entry.locator(".watch-open").inner_text() == HOSTILE_NAME  # shown as text, never as markup
+        assert "filters: min_mtime" in entry.inner_text()
         assert page.locator("#watch-list img").count() == 0 and page.evaluate("() => window.__pwned") is None
 
         # tonight's imagery: the monitor matches the new items; the page counts what the API reports

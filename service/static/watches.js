@@ -71,6 +71,8 @@ function describe(search) {
   const parts = [search.method, `score ≥ ${search.threshold.toFixed(3)}`];
   if (search.query) parts.push(`“${search.query}”`);
   parts.push(`${search.positive_ids.length} relevant · ${search.negative_ids.length} not relevant`);
+  const filtered = Object.keys(search.filters || {});
+  if (filtered.length) parts.push(`filters: ${filtered.join(", ")}`);
   if (search.missing_labels.length) parts.push(`${search.missing_labels.length} labelled items left the archive`);
   return parts.join(" · ");
 }
