@@ -6,9 +6,11 @@ and everything downstream (tiling, window reads, hashing, downloads) stays the s
 the inputs: GDAL reads each tile's window from them, resampling a coarser band to the first band's grid
 (bilinear), so no process holds a whole scene and nothing is copied.
 
-Inputs must share the first input's CRS and be axis-aligned (as bands of one product are); their extents may
-differ, a band's area outside its file being nodata. `proj:*` fields of a STAC item are hints only: the grid is
-the one each file states.
+Inputs in the first input's CRS must be axis-aligned (as bands of one product are); their extents may differ, a
+band's area outside its file being nodata. An input in another CRS is warped onto the first input's grid: its
+source in the stack is the warped VRT of rasterio's `WarpedVRT` (GDAL's own XML of it, written inline), so GDAL's
+warper reads it window by window too, bilinear, never the whole raster. `proj:*` fields of a STAC item are hints
+only: the grid is the one each file states.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 
-RESAMPLING = "bilinear"  # coarser bands onto the first band's grid
+RESAMPLING = "bilinear"  # coarser bands, and bands in another CRS, onto the first band's grid
 
 
 class StackError(ValueError):
-    """The inputs cannot be stacked (unreadable, not georeferenced, another CRS, rotated)."""
+    """The inputs cannot be stacked (unreadable, not georeferenced, rotated)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,23 @@ def _destination(base: _Input, item: _Input) -> tuple[float, float, float, float
     return x, y, item.width * scale_x, item.height * scale_y
 
 
+def _warped(base: _Input, item: _Input) -> _Input:
+    """`item` warped onto `base`'s grid: an input whose name is the XML of rasterio's WarpedVRT of it."""
+    if item.crs is None:
+        raise StackError(f"{item.name} has no CRS, so it cannot be warped to {base.crs} like {base.name}")
+    try:
+        with rasterio.open(item.name) as dataset, WarpedVRT(
+            dataset, crs=base.crs, transform=base.transform, width=base.width, height=base.height,
+            resampling=Resampling[RESAMPLING],
+        ) as warped:
+            xml = warped.tags(ns="xml:VRT").get("xml:VRT")
+    except (RasterioError, OSError) as exc:
+        raise StackError(f"cannot warp {item.name} to {base.crs}: {exc}") from exc
+    if not xml:
+        raise StackError(f"GDAL gave no warped VRT of {item.name}")
+    return _Input(xml, base.width, base.height, item.count, item.dtype, base.transform, base.crs, item.nodata)
+
+
 def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
     """The XML of a VRT with every band of `names` in order, on the grid of the first one.
 
@@ -97,7 +118,7 @@ def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
     band_number = 0
     for item in inputs:
         if item.crs != base.crs:
-            raise StackError(f"{item.name} is in {item.crs}, not in {base.crs} like {base.name}")
+            item = _warped(base, item)
         x, y, width, height = _destination(base, item)
         for source_band in range(1, item.count + 1):
             band_number += 1
