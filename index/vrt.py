@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ElementTree
@@ -36,6 +37,8 @@ SOURCE_TAGS = ("SourceFilename", "SourceDataset")  # SourceDataset: the input of
 HTTP_PREFIXES = ("/vsicurl/http://", "/vsicurl/https://")
 GENERATED_FOLDERS = {"stac": "stac", "bands": "band_folders"}  # ROOT/<folder> -> the config key that fills it
 HEAD_TIMEOUT_S = 30.0
+# A SENTINEL2 driver subdataset (index.sources.safe): it reads the product's metadata and JPEG 2000 files.
+SENTINEL2_SUBDATASET = re.compile(r"^SENTINEL2_L\w+:(?P<path>.+\.xml):[^:]+:[^:]+$")
 # GDAL keeps what it read of a /vsicurl/ file (size, blocks) for the life of the process, across opens: a
 # replaced remote file would be read stale by the next update of a long-lived process (or by the service).
 # Not caching across opens keeps each open's own block cache, which is what reading windows of a scene needs.
@@ -60,6 +63,11 @@ def _sources(root: ElementTree.Element, folder: Path) -> list[str]:
                     names += _sources(ElementTree.fromstring(name), folder)
                 except ElementTree.ParseError:
                     names.append(name)
+                continue
+            product = SENTINEL2_SUBDATASET.match(name)
+            if product is not None:
+                metadata = Path(product["path"])
+                names += [str(metadata), *sorted(str(file) for file in metadata.parent.rglob("*.jp2"))]
                 continue
             relative = element.get("relativeToVRT") == "1" and not _remote(name)
             names.append(str(folder / name) if relative else name)

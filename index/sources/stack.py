@@ -15,6 +15,7 @@ only: the grid is the one each file states.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 RESAMPLING = "bilinear"  # coarser bands, and bands in another CRS, onto the first band's grid
+SUBDATASET = re.compile(r"^[A-Z][A-Z0-9_]+:")  # a driver's subdataset name (SENTINEL2_L2A:…), not a file path
 
 
 class StackError(ValueError):
@@ -45,7 +47,7 @@ class _Input:
 
 
 def _inspect(name: str) -> _Input:
-    if not name.startswith("/vsi") and not Path(name).is_file():
+    if not name.startswith("/vsi") and not SUBDATASET.match(name) and not Path(name).is_file():
         raise StackError(f"asset file {name} does not exist")
     try:
         with rasterio.open(name) as dataset:
@@ -95,8 +97,11 @@ def _warped(base: _Input, item: _Input) -> _Input:
     return _Input(xml, base.width, base.height, item.count, item.dtype, base.transform, base.crs, item.nodata)
 
 
-def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
-    """The XML of a VRT with every band of `names` in order, on the grid of the first one.
+def stack_vrt(
+    names: list[str], metadata: dict[str, str] | None = None, bands: list[tuple[int, ...]] | None = None
+) -> str:
+    """The XML of a VRT with every band of `names` in order (or the 1-based `bands` of each), on the grid of the
+    first one.
 
     `metadata` is written as the VRT's own metadata items (e.g. what the stack was made from); it is part of
     the VRT's bytes, so it is part of the scene's content hash (index.vrt).
@@ -116,11 +121,11 @@ def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
         for key, value in metadata.items():
             ElementTree.SubElement(block, "MDI", key=key).text = value
     band_number = 0
-    for item in inputs:
+    for number, item in enumerate(inputs):
         if item.crs != base.crs:
             item = _warped(base, item)
         x, y, width, height = _destination(base, item)
-        for source_band in range(1, item.count + 1):
+        for source_band in bands[number] if bands else range(1, item.count + 1):
             band_number += 1
             band = ElementTree.SubElement(root, "VRTRasterBand", dataType=dtype, band=str(band_number))
             if item.nodata is not None:
