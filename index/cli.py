@@ -214,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="DIR",
         help="folders of per-band files: the files of one scene (same text in place of the * of --band-files) are "
-        "stacked as one scene",
+        "stacked as one scene; a Sentinel-2 .SAFE folder in them is one scene of its red, green and blue 10 m bands",
     )
     build.add_argument(
         "--band-files",

@@ -143,8 +143,6 @@ class StoreConfig(StoreFields):
                 "a store needs at least one image folder (--images), STAC catalog (--stac) or band folder "
                 "(--band-folders)"
             )
-        if self.band_folders and not self.band_files:
-            raise ValueError("--band-folders needs --band-files, the file name pattern of each band")
         return self
 
     @classmethod

@@ -122,3 +122,54 @@ def write_catalog(root: Path) -> Path:
     catalog.normalize_hrefs(str(root))
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return root / "catalog.json"
+
+
+def write_safe(folder: Path, tile: str = "T33SVB", sensed: str = "20200513T100031") -> Path:
+    """A minimal Sentinel-2 L2A SAFE folder that GDAL's SENTINEL2 driver opens: the product and tile metadata
+    it reads (band list, granule files, tile geocoding) and lossless JPEG 2000 bands B02, B03, B04 at 10 m and
+    20 m in UTM 33N at ORIGIN. Returns the .SAFE folder."""
+    safe = folder / f"S2A_MSIL2A_{sensed}_N0214_R122_{tile}_20200513T120000.SAFE"
+    granule = f"L2A_{tile}_A025500_{sensed}"
+    files = {10: [], 20: []}
+    for resolution, size in ((10, SIZE), (20, SIZE // 2)):
+        for number, band in enumerate(("B02", "B03", "B04")):
+            name = f"GRANULE/{granule}/IMG_DATA/R{resolution}m/{tile}_{sensed}_{band}_{resolution}m"
+            files[resolution].append(name)
+            path = safe / f"{name}.jp2"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            profile = dict(
+                driver="JP2OpenJPEG", width=size, height=size, count=1, dtype="uint16", crs=f"EPSG:{EPSG}",
+                transform=from_origin(*ORIGIN, resolution, resolution), QUALITY=100, REVERSIBLE="YES",
+            )
+            with rasterio.open(path, "w", **profile) as dataset:
+                dataset.write(band_data(51 + number, size))
+    granules = "".join(
+        "<Granule_List><Granule granuleIdentifier=\"G\" imageFormat=\"JPEG2000\">"
+        + "".join(f"<IMAGE_FILE>{name}</IMAGE_FILE>" for name in names)
+        + "</Granule></Granule_List>"
+        for names in files.values()
+    )
+    bands = "".join(f"<BAND_NAME>{band}</BAND_NAME>" for band in ("B2", "B3", "B4"))
+    (safe / "MTD_MSIL2A.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">'
+        f"<n1:General_Info><Product_Info><PRODUCT_URI>{safe.name}</PRODUCT_URI>"
+        "<PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL><PROCESSING_BASELINE>02.14</PROCESSING_BASELINE>"
+        "<Datatake datatakeIdentifier=\"GS2A\"><SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME></Datatake>"
+        f"<Query_Options><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT><Band_List>{bands}</Band_List></Query_Options>"
+        f"<Product_Organisation>{granules}</Product_Organisation>"
+        "</Product_Info></n1:General_Info></n1:Level-2A_User_Product>\n"
+    )
+    geocoding = "".join(
+        f'<Size resolution="{r}"><NROWS>{SIZE * 10 // r}</NROWS><NCOLS>{SIZE * 10 // r}</NCOLS></Size>'
+        f'<Geoposition resolution="{r}"><ULX>{ORIGIN[0]:g}</ULX><ULY>{ORIGIN[1]:g}</ULY><XDIM>{r}</XDIM>'
+        f"<YDIM>-{r}</YDIM></Geoposition>"
+        for r in (10, 20)
+    )
+    (safe / "GRANULE" / granule / "MTD_TL.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<n1:Level-2A_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd">'
+        f"<n1:Geometric_Info><Tile_Geocoding><HORIZONTAL_CS_CODE>EPSG:{EPSG}</HORIZONTAL_CS_CODE>{geocoding}"
+        "</Tile_Geocoding></n1:Geometric_Info></n1:Level-2A_Tile_ID>\n"
+    )
+    return safe

@@ -154,13 +154,13 @@ def test_items_in_one_file_and_one_item_a_line(tmp_path: Path) -> None:
     assert skipped and "malformed STAC item" in skipped[0][1] and skipped[0][0].endswith("line 6")
 
 
-def test_remote_and_file_url_assets(tmp_path: Path) -> None:
-    """A file:// href is a local file; an http(s) asset is skipped with the reason before any request."""
+def test_file_url_and_unsupported_scheme_assets(tmp_path: Path) -> None:
+    """A file:// href is a local file; an s3:// asset (no GDAL name for it without credentials) is skipped."""
     visual = tmp_path / "photo" / "visual.tif"
     write_cog(visual, (band_data(5, SIZE)[[0, 0, 0]] // 64).astype(np.uint8), 10.0, nodata=None)
     local = {"type": "Feature", "stac_version": "1.0.0", "id": "local", "geometry": None, "properties":
              {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {"visual": {"href": visual.as_uri()}}}
-    remote = {**local, "id": "remote", "assets": {"visual": {"href": "https://example.invalid/visual.tif"}}}
+    remote = {**local, "id": "remote", "assets": {"visual": {"href": "s3://bucket/visual.tif"}}}
     (tmp_path / "garbage.tif").write_bytes(b"not a raster at all")
     garbage = {**local, "id": "garbage", "assets": {"visual": {"href": "garbage.tif"}}}  # relative to the listing
     lines = tmp_path / "items.ndjson"
@@ -168,7 +168,7 @@ def test_remote_and_file_url_assets(tmp_path: Path) -> None:
     result = write_catalog_scenes(lines, tmp_path / "scenes", None)
     assert [facts.item for facts in result.scenes.values()] == ["local"]
     reasons = [reason for _, reason in result.skipped]
-    assert "STAC item remote: asset /vsicurl/https://example.invalid/visual.tif is remote" in reasons[0]
+    assert "STAC item remote: asset href s3://bucket/visual.tif has an unsupported scheme 's3'" in reasons[0]
     assert f"STAC item garbage: unreadable asset {tmp_path / 'garbage.tif'}" in reasons[1]
     (vrt,) = (tmp_path / "scenes").rglob("*.vrt")
     assert str(visual) in vrt.read_text()
@@ -291,3 +291,41 @@ def test_a_folder_of_per_band_files_is_stacked_by_file_name_pattern(tmp_path: Pa
             rasterio.open(bands / "2020" / f"{scene}_B02.tif") as blue:
         assert np.array_equal(stacked.read(1), red.read(1))
         assert np.array_equal(stacked.read(3), blue.read(1, out_shape=(SIZE, SIZE), resampling=Resampling.bilinear))
+
+
+def test_a_band_in_another_crs_is_warped_onto_the_first_bands_grid(tmp_path: Path) -> None:
+    """B02 delivered in Web Mercator next to B04 and B03 in UTM: the stack holds it warped onto the UTM grid.
+
+    The reference is rasterio.warp.reproject of the same file onto the same grid, bilinear. The tolerance is
+    zero: both are GDAL's warper with the same kernel and the same transformer (the approximate one, within
+    0.125 px of exact, sampled along the same rows), so they compute the same values. A window read alone gives
+    the same values as the whole band: the warp is done window by window.
+    """
+    from rasterio.warp import calculate_default_transform, reproject
+
+    from index.sources.stack import stack_vrt
+
+    for number, band in enumerate(("B04", "B03")):
+        write_cog(tmp_path / f"{band}.tif", band_data(number, SIZE), 10.0)
+    with rasterio.open(tmp_path / "B04.tif") as red:
+        grid = dict(crs=red.crs, transform=red.transform, width=red.width, height=red.height)
+        utm = band_data(2, SIZE)[0]
+        transform, width, height = calculate_default_transform(red.crs, "EPSG:3857", SIZE, SIZE, *red.bounds)
+    mercator = np.zeros((height, width), np.uint16)
+    reproject(utm, mercator, src_transform=grid["transform"], src_crs=grid["crs"], dst_transform=transform,
+              dst_crs="EPSG:3857", resampling=Resampling.bilinear)
+    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="uint16", crs="EPSG:3857",
+                   transform=transform, nodata=0)
+    with rasterio.open(tmp_path / "B02.tif", "w", **profile) as blue:
+        blue.write(mercator, 1)
+    vrt = tmp_path / "stack.vrt"
+    vrt.write_text(stack_vrt([str(tmp_path / f"{band}.tif") for band in ("B04", "B03", "B02")]))
+    expected = np.zeros((SIZE, SIZE), np.uint16)
+    reproject(mercator, expected, src_transform=transform, src_crs="EPSG:3857", src_nodata=0,
+              dst_transform=grid["transform"], dst_crs=grid["crs"], dst_nodata=0, resampling=Resampling.bilinear)
+    with rasterio.open(vrt) as scene, rasterio.open(tmp_path / "B04.tif") as red:
+        assert (scene.crs, scene.transform, scene.count) == (grid["crs"], grid["transform"], 3)
+        assert np.array_equal(scene.read(1), red.read(1))
+        window = rasterio.windows.Window(32, 32, 64, 64)
+        assert np.array_equal(scene.read(3, window=window), expected[32:96, 32:96])  # a window read alone
+        assert np.array_equal(scene.read(3), expected) and expected.min() > 0  # no nodata inside the grid

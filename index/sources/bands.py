@@ -7,6 +7,10 @@ the ``*`` (``T33UUP_20200513T100031``) are one scene, its bands stacked in patte
 relative folder, named after that shared text, so the acquisition date in it is the scene's time
 (index.acquired). A group missing a band, a band that cannot be stacked and a file matching no pattern are
 reported as skipped.
+
+A Sentinel-2 ``*.SAFE`` folder in a band folder is one scene of its own, read through GDAL's SENTINEL2 driver
+(index.sources.safe) whatever the patterns; its files are not matched against them. Without ``--band-files`` a
+band folder stacks its SAFE folders only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from index.sources.safe import product_metadata, safe_vrt
 from index.sources.stack import StackError, stack_vrt, write_if_changed
 
 BANDS_FOLDER = "bands"  # under the store root: ROOT/bands/<folder number>/<relative folder>/<scene>.vrt
@@ -36,13 +41,21 @@ def _scene_key(name: str, pattern: str) -> str | None:
     return None
 
 
-def band_groups(folder: Path, patterns: list[str]) -> tuple[dict[Path, list[Path | None]], list[tuple[str, str]]]:
-    """{scene (relative folder / shared text): its file per pattern (None when missing)}, and the files that
-    match no pattern."""
+def band_groups(
+    folder: Path, patterns: list[str]
+) -> tuple[dict[Path, list[Path | None]], list[tuple[str, str]], dict[Path, Path]]:
+    """{scene (relative folder / shared text): its file per pattern (None when missing)}, the files that match no
+    pattern, and {scene (relative folder / product name): product metadata} of the SAFE folders."""
     groups: dict[Path, list[Path | None]] = {}
     unmatched: list[tuple[str, str]] = []
+    products: dict[Path, Path] = {}
     for directory, subdirs, files in os.walk(folder):
         subdirs.sort()
+        for name in list(subdirs):
+            metadata = product_metadata(Path(directory) / name)
+            if metadata is not None:
+                subdirs.remove(name)  # its files are the product's, not bands to match
+                products[Path(directory, name).relative_to(folder).with_suffix("")] = metadata
         for name in sorted(files):
             path = Path(directory) / name
             for number, pattern in enumerate(patterns):
@@ -52,16 +65,26 @@ def band_groups(folder: Path, patterns: list[str]) -> tuple[dict[Path, list[Path
                     groups.setdefault(scene, [None] * len(patterns))[number] = path
                     break
             else:
-                unmatched.append((str(path), f"matches no band file pattern ({', '.join(patterns)})"))
-    return groups, unmatched
+                reason = f"({', '.join(patterns)})" if patterns else "(no --band-files given) and is in no .SAFE folder"
+                unmatched.append((str(path), f"matches no band file pattern {reason}"))
+    return groups, unmatched, products
 
 
 def write_band_folder(folder: Path, target: Path, patterns: list[str]) -> list[tuple[str, str]]:
     """Rewrite `target` as one VRT per complete band group of `folder`; returns what was skipped, and why."""
     if not folder.is_dir():
         raise FileNotFoundError(f"band folder {folder} does not exist")
-    groups, skipped = band_groups(folder, patterns)
+    groups, skipped, products = band_groups(folder, patterns)
     written: set[Path] = set()
+    for scene, metadata in sorted(products.items()):
+        try:
+            xml = safe_vrt(metadata)
+        except StackError as exc:
+            skipped.append((str(metadata.parent), f"Sentinel-2 product {metadata.parent.name}: {exc}"))
+            continue
+        vrt = target / scene.parent / f"{scene.name}.vrt"
+        write_if_changed(vrt, xml)
+        written.add(vrt)
     for scene, files in sorted(groups.items()):
         where = str(folder / scene)
         missing = [pattern for pattern, path in zip(patterns, files) if path is None]

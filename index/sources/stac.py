@@ -7,17 +7,19 @@ Accepted inputs (`posapl index build|update --stac PATH`):
 - an ItemCollection (a GeoJSON FeatureCollection of items) or a single item;
 - newline-delimited items (one item JSON a line).
 
-Asset hrefs may be relative (to the item's file, else to the listing file), absolute, or ``file://`` URLs.
-``http(s)`` hrefs are named as GDAL ``/vsicurl/`` URLs, but the indexer never reads the network (index.vrt), so
-an item with a remote asset is skipped with that reason before anything is requested.
+Asset hrefs may be relative (to the item's file, else to the listing file), absolute, ``file://`` or ``http(s)``
+URLs. An ``http(s)`` asset is read through GDAL's ``/vsicurl/`` (range requests: the header, then the blocks of
+each window), from the VRTs the store writes only (index.vrt); its content stands as the server's ETag,
+Last-Modified and size (a HEAD request at every scan), so it is never downloaded whole.
 
-Each run reads the whole catalog again and rewrites ROOT/stac/<n>/ (one folder per catalog): one VRT per item,
-named after its collection and id, holding the item's metadata. The VRT folder is then an ordinary source folder
-of the store: scanning, content hashes, reuse, removal and the publish step are those of image folders. A VRT's
-hash covers its XML (so the item's JSON, through its digest) and the size and mtime of the asset files it reads
-(index.vrt), so an item whose JSON or asset content changed is replaced, and a removed item is dropped. An item
-that cannot be used (malformed JSON, no chosen asset, missing or unreadable asset file) is reported as skipped
-and never stops the run; a catalog that cannot be read at all fails the run, so the live version stays.
+Each run reads the whole catalog again and rewrites ROOT/stac/<n>/ (one folder per catalog): one VRT per item, named
+after its collection and id, holding the item's metadata. The VRT folder is then an ordinary source folder of the
+store: scanning, content hashes, reuse, removal and the publish step are those of image folders. A VRT's hash covers
+its XML (so the item's JSON, through its digest) and the size and mtime of the asset files it reads, or the HEAD
+answer of a remote one (index.vrt), so an item whose JSON or asset content changed is replaced, and a removed item
+is dropped. An item that cannot be used (malformed JSON, no chosen asset, missing or unreadable asset file) is
+reported as skipped and never stops the run; a catalog that cannot be read at all fails the run, so the live version
+stays.
 """
 
 from __future__ import annotations
@@ -220,9 +222,6 @@ def write_catalog(source: Path, folder: Path, assets: tuple[str, ...] | None) ->
             continue
         try:
             names = [gdal_name(asset.href, base) for asset in choose_assets(item, wanted)]
-            remote = next((name for name in names if name.startswith("/vsi")), None)
-            if remote is not None:
-                raise StackError(f"asset {remote} is remote; the indexer reads local files only (index.vrt)")
             xml = stack_vrt(names, {"STAC_ITEM": item.id, ITEM_DIGEST_KEY: _item_digest(item)})
         except StackError as exc:
             result.skipped.append((where, f"STAC item {item.id}: {exc}"))

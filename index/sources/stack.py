@@ -6,26 +6,32 @@ and everything downstream (tiling, window reads, hashing, downloads) stays the s
 the inputs: GDAL reads each tile's window from them, resampling a coarser band to the first band's grid
 (bilinear), so no process holds a whole scene and nothing is copied.
 
-Inputs must share the first input's CRS and be axis-aligned (as bands of one product are); their extents may
-differ, a band's area outside its file being nodata. `proj:*` fields of a STAC item are hints only: the grid is
-the one each file states.
+Inputs in the first input's CRS must be axis-aligned (as bands of one product are); their extents may differ, a
+band's area outside its file being nodata. An input in another CRS is warped onto the first input's grid: its
+source in the stack is the warped VRT of rasterio's `WarpedVRT` (GDAL's own XML of it, written inline), so GDAL's
+warper reads it window by window too, bilinear, never the whole raster. `proj:*` fields of a STAC item are hints
+only: the grid is the one each file states.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 
-RESAMPLING = "bilinear"  # coarser bands onto the first band's grid
+RESAMPLING = "bilinear"  # coarser bands, and bands in another CRS, onto the first band's grid
+SUBDATASET = re.compile(r"^[A-Z][A-Z0-9_]+:")  # a driver's subdataset name (SENTINEL2_L2A:…), not a file path
 
 
 class StackError(ValueError):
-    """The inputs cannot be stacked (unreadable, not georeferenced, another CRS, rotated)."""
+    """The inputs cannot be stacked (unreadable, not georeferenced, rotated)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class _Input:
 
 
 def _inspect(name: str) -> _Input:
-    if not name.startswith("/vsi") and not Path(name).is_file():
+    if not name.startswith("/vsi") and not SUBDATASET.match(name) and not Path(name).is_file():
         raise StackError(f"asset file {name} does not exist")
     try:
         with rasterio.open(name) as dataset:
@@ -74,8 +80,28 @@ def _destination(base: _Input, item: _Input) -> tuple[float, float, float, float
     return x, y, item.width * scale_x, item.height * scale_y
 
 
-def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
-    """The XML of a VRT with every band of `names` in order, on the grid of the first one.
+def _warped(base: _Input, item: _Input) -> _Input:
+    """`item` warped onto `base`'s grid: an input whose name is the XML of rasterio's WarpedVRT of it."""
+    if item.crs is None:
+        raise StackError(f"{item.name} has no CRS, so it cannot be warped to {base.crs} like {base.name}")
+    try:
+        with rasterio.open(item.name) as dataset, WarpedVRT(
+            dataset, crs=base.crs, transform=base.transform, width=base.width, height=base.height,
+            resampling=Resampling[RESAMPLING],
+        ) as warped:
+            xml = warped.tags(ns="xml:VRT").get("xml:VRT")
+    except (RasterioError, OSError) as exc:
+        raise StackError(f"cannot warp {item.name} to {base.crs}: {exc}") from exc
+    if not xml:
+        raise StackError(f"GDAL gave no warped VRT of {item.name}")
+    return _Input(xml, base.width, base.height, item.count, item.dtype, base.transform, base.crs, item.nodata)
+
+
+def stack_vrt(
+    names: list[str], metadata: dict[str, str] | None = None, bands: list[tuple[int, ...]] | None = None
+) -> str:
+    """The XML of a VRT with every band of `names` in order (or the 1-based `bands` of each), on the grid of the
+    first one.
 
     `metadata` is written as the VRT's own metadata items (e.g. what the stack was made from); it is part of
     the VRT's bytes, so it is part of the scene's content hash (index.vrt).
@@ -95,11 +121,11 @@ def stack_vrt(names: list[str], metadata: dict[str, str] | None = None) -> str:
         for key, value in metadata.items():
             ElementTree.SubElement(block, "MDI", key=key).text = value
     band_number = 0
-    for item in inputs:
+    for number, item in enumerate(inputs):
         if item.crs != base.crs:
-            raise StackError(f"{item.name} is in {item.crs}, not in {base.crs} like {base.name}")
+            item = _warped(base, item)
         x, y, width, height = _destination(base, item)
-        for source_band in range(1, item.count + 1):
+        for source_band in bands[number] if bands else range(1, item.count + 1):
             band_number += 1
             band = ElementTree.SubElement(root, "VRTRasterBand", dataType=dtype, band=str(band_number))
             if item.nodata is not None:
