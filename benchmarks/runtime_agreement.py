@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-captions", type=int, default=500, help="train captions calibrating text")
     parser.add_argument("--calibration-images", type=int, default=100, help="train images calibrating the image tower")
     parser.add_argument("--image-queries", type=int, default=300, help="test images whose top-10 is compared")
+    parser.add_argument("--towers", nargs="+", default=["text", "image"], choices=["text", "image"],
+                        help="towers quantised and gated by int8-static")
     parser.add_argument("--fp32-tail", type=int, default=0,
                         help="keep the last N MatMul/Gemm/Conv nodes of each tower in float32")
 

@@ -58,18 +58,16 @@ def static_rows(args: argparse.Namespace, model, fp32, captions: list[str], pos:
 
     calibration = _calibration_captions(train, n_captions)
     names = (train / "train_filename.txt").read_text().split()[:n_images]
-    train_images = _images([train / "train" / name for name in names], model.image_size)
     test_images = _images(load_eval_split(split).image_paths[:n_image_queries], model.image_size)
-
     feeds = {
-        "text": quantize.text_feeds(model, calibration, PosTagger().tag(calibration)),
-        "image": quantize.image_feeds(train_images),
+        "text": lambda: quantize.text_feeds(model, calibration, PosTagger().tag(calibration)),
+        "image": lambda: quantize.image_feeds(_images([train / "train" / name for name in names], model.image_size)),
     }
     fp32_graphs = {tower: onnx_export.cached_tower(model, cache, tower) for tower in ("text", "image")}
-    for tower in ("text", "image"):
+    for tower in args.towers:
         started = time.perf_counter()
         exclude = quantize.last_weight_nodes(fp32_graphs[tower], args.fp32_tail)
-        graph = quantize.quantize_tower(model, cache, tower, feeds[tower], exclude)
+        graph = quantize.quantize_tower(model, cache, tower, feeds[tower](), exclude)
         quantize_s = time.perf_counter() - started
         static = OnnxEncoder(model, graph if tower == "text" else fp32_graphs["text"],
                              graph if tower == "image" else fp32_graphs["image"], None,
