@@ -40,8 +40,9 @@ AGREEMENT_FILE = "agreement.json"
 # The rule for serving a quantised tower: its top-10 results over the benchmark archive keep >= 95% of
 # float32's on average (`posapl bench runtime-agreement`).
 OVERLAP_THRESHOLD = 0.95
-# Only the weight-carrying operators are quantised: they hold the time, while quantising the element-wise
-# operators and softmax between them adds a quantise/dequantise pair each and most of the error.
+# Only operators that multiply by a stored weight are quantised: they hold the time, while the element-wise
+# operators, the softmax and the attention products of two activations (query x key, scores x value) add a
+# quantise/dequantise pair each and most of the error.
 QUANTISED_OPS = ("MatMul", "Gemm", "Conv")
 
 Feeds = dict[str, np.ndarray]
@@ -71,27 +72,32 @@ def image_feeds(images: torch.Tensor, batch_size: int = 16) -> list[Feeds]:
     return [{"images": images[i : i + batch_size].float().numpy()} for i in range(0, len(images), batch_size)]
 
 
-def last_weight_nodes(graph: Path, count: int) -> list[str]:
-    """The names of the last `count` quantisable nodes in graph order (the final projection and the layers
-    just before it): the usual candidates to keep in float32 when int8 moves the results too far."""
+def weight_nodes(graph: Path) -> list[str]:
+    """The MatMul/Gemm/Conv nodes whose second input is a stored weight (initializer or constant), in graph
+    order; products of two activations (attention) are left out and stay float32."""
     import onnx
 
-    if count <= 0:
-        return []
-    nodes = onnx.load(str(graph), load_external_data=False).graph.node
-    return [node.name for node in nodes if node.op_type in QUANTISED_OPS][-count:]
+    model = onnx.load(str(graph))
+    stored = {init.name for init in model.graph.initializer}
+    stored |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    return [node.name for node in model.graph.node
+            if node.op_type in QUANTISED_OPS and len(node.input) > 1 and node.input[1] in stored]
 
 
 def quantize_tower(
-    model: POSAPL, cache_dir: Path, tower: Tower, feeds: Sequence[Feeds], exclude: Sequence[str] = ()
+    model: POSAPL, cache_dir: Path, tower: Tower, feeds: Sequence[Feeds], exclude_tail: int = 0
 ) -> Path:
     """Calibrate (min/max) and write the static int8 QDQ graph of one tower beside its float32 graph.
 
-    `exclude` names nodes kept in float32 (e.g. the final projection). Any agreement recorded for an earlier
-    graph of this tower is void once the file changes, since the record holds the old file's hash.
+    Only weight products are quantised (`weight_nodes`); `exclude_tail` keeps the last N of them in float32
+    (the final projection first). Any agreement recorded for an earlier graph of this tower is void once the
+    file changes, since the record holds the old file's hash.
     """
     source = cached_tower(model, cache_dir, tower, "fp32")
     target = cache_path(model, cache_dir, tower, STATIC)
+    nodes = weight_nodes(source)
+    if exclude_tail > 0:
+        nodes = nodes[:-exclude_tail]
 
     def write(tmp: Path) -> None:
         quantize_static(
@@ -103,7 +109,7 @@ def quantize_tower(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(QUANTISED_OPS),
-            nodes_to_exclude=list(exclude),
+            nodes_to_quantize=nodes,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_providers=["CPUExecutionProvider"],
         )
