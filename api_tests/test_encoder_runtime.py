@@ -61,3 +61,26 @@ def test_default_cpu_server_serves_onnx_with_pytorch_results(
     assert [hit["id"] for hit in got["images"]] == [hit["id"] for hit in want["images"]]
     assert [hit["text"] for hit in got["captions"]] == [hit["text"] for hit in want["captions"]]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(got["images"], want["images"], strict=True)) <= 1e-5
+
+
+def test_static_int8_without_a_passed_gate_serves_float32_and_says_why(
+    tmp_path_factory: pytest.TempPathFactory, index_root: Path, tiny_arch_file: Path
+) -> None:
+    """A server asked for the static int8 text tower, with no agreement measured for it (an empty graph cache),
+    serves the float32 graph in ONNX Runtime and says why in /readyz instead of failing or serving int8."""
+    env = {
+        **model_env(tiny_arch_file),
+        "POSAPL_INDEX_ROOT": str(index_root),
+        "POSAPL_ONNX_TEXT_PRECISION": "int8-static",
+        "POSAPL_ONNX_CACHE_DIR": str(tmp_path_factory.mktemp("empty-onnx-cache")),
+    }
+    live = start_server(tmp_path_factory.mktemp("static-server"), "static", env)
+    try:
+        body = _wait_for_runtime(live.url, "onnx")
+        reason = body["encoder_runtime_reason"]
+        assert "no static int8 text graph has been built" in reason and "the float32 text tower serves" in reason
+        assert str(env["POSAPL_ONNX_CACHE_DIR"]) not in reason
+        response = httpx.post(f"{live.url}/v1/search/text", json={"query": QUERIES[0], "k": 3}, timeout=60)
+        assert response.status_code == 200 and len(response.json()["results"]) == 3
+    finally:
+        live.stop()

@@ -41,7 +41,12 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
     "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
     "soak": ("benchmarks.soak", "minutes of mixed load with index updates and swaps: errors, p50/p95, server RSS"),
-    "runtime-agreement": ("benchmarks.runtime_agreement", "int8 vs fp32 ONNX text tower: top-10 overlap, cosine, mR"),
+    "runtime-agreement": (
+        "benchmarks.runtime_agreement",
+        "int8 (dynamic; static QDQ, which records its gate) vs fp32 ONNX towers: top-10 overlap, cosine, mR",
+    ),
+    "onnx-session": ("benchmarks.onnx_session", "ONNX Runtime session settings, text and image tower, batch 1"),
+    "pos-tagging": ("benchmarks.pos_tagging", "POS tagging ms/query: full vs previous vs served spaCy pipeline"),
     "feedback": (
         "benchmarks.feedback",
         "relevance feedback (rocchio, probe) vs the static similar list: class images found among 60 reviewed",

@@ -1,5 +1,5 @@
-"""How far the dynamic-int8 ONNX text tower moves query results from the float32 graph (and that the float32
-graph does not move them from PyTorch).
+"""How far the int8 ONNX towers move query results from the float32 graph (and that the float32 graph does not
+move them from PyTorch): dynamic int8 (text tower) and static int8 QDQ (text and image towers).
 
 - top-10 overlap: 1,000 real RSICD captions searched exactly over a 100k-vector archive (random unit vectors,
   as the query-latency store), |top10(int8) ∩ top10(fp32)| / 10 averaged over the queries;
@@ -8,12 +8,18 @@ graph does not move them from PyTorch).
   int8). With random weights mR is chance level, so the cosine and the overlap are the numbers to read.
 
 The int8 text tower becomes the service default only if the top-10 overlap is >= 0.95.
+
+Static int8 (`int8-static`): each tower is calibrated on RSICD *train* data (captions from train_caps.txt,
+images from train/), then measured on the test queries: text as above, images as the first test images
+searched over the same archive. Each tower's row is also the gate: its overlap is written beside the graphs
+(`agreement.json`, `posapl.quantize`), and the service serves a static int8 tower only if it passed.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 
 from benchmarks.harness import DEFAULT_SPLIT, Result, query_captions, smoke_arch, split_path
 
@@ -28,6 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--limit-images", type=int, default=None, help="first N test images for mR")
     parser.add_argument("--cache-dir", default=None, help="ONNX graph cache (default: the service's)")
+    parser.add_argument("--precisions", nargs="+", default=["int8", "int8-static"], choices=["int8", "int8-static"],
+                        help="int8: dynamic int8 text tower; int8-static: calibrated QDQ text and image towers")
+    parser.add_argument("--train-dir", default=None, help="RSICD train folder with train_caps.txt, train_filename.txt"
+                        " and train/ (default: beside the split)")
+    parser.add_argument("--calibration-captions", type=int, default=500, help="train captions calibrating text")
+    parser.add_argument("--calibration-images", type=int, default=100, help="train images calibrating the image tower")
+    parser.add_argument("--image-queries", type=int, default=300, help="test images whose top-10 is compared")
+    parser.add_argument("--towers", nargs="+", default=["text", "image"], choices=["text", "image"],
+                        help="towers quantised and gated by int8-static")
+    parser.add_argument("--fp32-tail", type=int, default=0,
+                        help="keep the last N MatMul/Gemm/Conv nodes of each tower in float32")
 
 
 def _overlap(a, b) -> list[float]:
@@ -52,7 +69,7 @@ def _embed_split_images(encoder, paths, image_size: int, batch: int = 32):
     return np.concatenate(out)
 
 
-def run(args: argparse.Namespace) -> list[Result]:
+def run(args: argparse.Namespace) -> Iterator[Result]:
     from pathlib import Path
 
     import faiss
@@ -74,25 +91,31 @@ def run(args: argparse.Namespace) -> list[Result]:
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
 
     model = load_model(None, "random", "rsitmd", arch).eval()  # the serving model, zero-shot
-    started = time.perf_counter()
     fp32 = load_encoder(model, "onnx", cache_dir)
-    int8 = load_encoder(model, "onnx", cache_dir, precision="int8")
-    for choice in (fp32, int8):
-        if choice.reason:
-            raise RuntimeError(f"ONNX Runtime did not load: {choice.reason}")
-    prepare_s = time.perf_counter() - started
+    if fp32.reason:
+        raise RuntimeError(f"ONNX Runtime did not load: {fp32.reason}")
     tagger = PosTagger()
-
     captions = [normalize_caption(text) for text in query_captions(split, n_queries)]
     pos = tagger.tag(captions)
+    rng = np.random.default_rng(0)
+    archive = rng.standard_normal((n_vectors, model.embed_dim), dtype=np.float32)
+    archive /= np.linalg.norm(archive, axis=1, keepdims=True)
+    if "int8-static" in args.precisions:
+        from benchmarks.static_agreement import static_rows
+
+        yield from static_rows(args, model, fp32.encoder, captions, pos, archive, split)
+    if "int8" not in args.precisions:
+        return
+    started = time.perf_counter()
+    int8 = load_encoder(model, "onnx", cache_dir, precision="int8")
+    if int8.reason:
+        raise RuntimeError(f"ONNX Runtime did not load: {int8.reason}")
+    prepare_s = time.perf_counter() - started
     vectors = {
         "torch": TorchEncoder(model).encode_texts(captions, pos),
         "fp32": fp32.encoder.encode_texts(captions, pos),
         "int8": int8.encoder.encode_texts(captions, pos),
     }
-    rng = np.random.default_rng(0)
-    archive = rng.standard_normal((n_vectors, model.embed_dim), dtype=np.float32)
-    archive /= np.linalg.norm(archive, axis=1, keepdims=True)
     index = faiss.IndexFlatIP(model.embed_dim)
     index.add(archive)
     top = {name: index.search(v, args.k)[1] for name, v in vectors.items()}
@@ -112,34 +135,32 @@ def run(args: argparse.Namespace) -> list[Result]:
         mr[name] = retrieval_metrics(image_vectors @ text_vectors.T, data.img2txt, data.txt2img)["r_mean"]
 
     mean_overlap = float(np.mean(overlap_int8))
-    return [
-        Result(
-            benchmark="runtime-agreement",
-            params={
-                "arch": "smoke" if args.smoke else arch,
-                "weights": "random",
-                "queries": n_queries,
-                "vectors": n_vectors,
-                "k": args.k,
-                "images": len(data.image_paths),
-                "captions": len(texts),
-                "int8": "onnxruntime quantize_dynamic QInt8, text tower",
-            },
-            metrics={
-                "top10_overlap_int8_vs_fp32": mean_overlap,
-                "top10_overlap_min": float(np.min(overlap_int8)),
-                "top10_overlap_fp32_vs_torch": float(np.mean(overlap_fp32)),
-                "cosine_int8_fp32_mean": float(np.mean(cosine)),
-                "cosine_int8_fp32_min": float(np.min(cosine)),
-                "max_abs_diff_fp32_vs_torch": float(np.abs(vectors["fp32"] - vectors["torch"]).max()),
-                "mR_fp32": mr["fp32"],
-                "mR_int8": mr["int8"],
-                "mR_change": round(mr["int8"] - mr["fp32"], 2),
-                "int8_default_ok": int(mean_overlap >= OVERLAP_FOR_DEFAULT),
-            },
-            raw={"overlap_int8": overlap_int8, "cosine": cosine.tolist(), "prepare_s": prepare_s,
-                 "split": str(split)},
-            notes=f"int8 becomes the default only if top-10 overlap >= {OVERLAP_FOR_DEFAULT}; "
-            "random weights: mR is chance level",
-        )
-    ]
+    yield Result(
+        benchmark="runtime-agreement",
+        params={
+            "arch": "smoke" if args.smoke else arch,
+            "weights": "random",
+            "queries": n_queries,
+            "vectors": n_vectors,
+            "k": args.k,
+            "images": len(data.image_paths),
+            "captions": len(texts),
+            "int8": "onnxruntime quantize_dynamic QInt8, text tower",
+        },
+        metrics={
+            "top10_overlap_int8_vs_fp32": mean_overlap,
+            "top10_overlap_min": float(np.min(overlap_int8)),
+            "top10_overlap_fp32_vs_torch": float(np.mean(overlap_fp32)),
+            "cosine_int8_fp32_mean": float(np.mean(cosine)),
+            "cosine_int8_fp32_min": float(np.min(cosine)),
+            "max_abs_diff_fp32_vs_torch": float(np.abs(vectors["fp32"] - vectors["torch"]).max()),
+            "mR_fp32": mr["fp32"],
+            "mR_int8": mr["int8"],
+            "mR_change": round(mr["int8"] - mr["fp32"], 2),
+            "int8_default_ok": int(mean_overlap >= OVERLAP_FOR_DEFAULT),
+        },
+        raw={"overlap_int8": overlap_int8, "cosine": cosine.tolist(), "prepare_s": prepare_s,
+             "split": str(split)},
+        notes=f"int8 becomes the default only if top-10 overlap >= {OVERLAP_FOR_DEFAULT}; "
+        "random weights: mR is chance level",
+    )

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=64, help="distinct real captions encoded per round")
     parser.add_argument("--repeat", type=int, default=2, help="timed rounds after one warm-up round")
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx", "onnx-int8"],
-                        choices=["torch", "onnx", "onnx-int8"], help="encoder runtimes compared (first = baseline)")
+                        choices=["torch", "onnx", "onnx-int8", "onnx-int8-static"],
+                        help="encoder runtimes compared (first = baseline); onnx-int8-static needs a static graph "
+                        "built by `posapl bench runtime-agreement` and is timed whether or not its gate passed")
     parser.add_argument("--onnx-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
 
 
@@ -34,11 +36,26 @@ def _encoders(model, runtimes: list[str], threads: int | None) -> dict:
         if runtime == "torch":
             encoders[runtime] = TorchEncoder(model)
             continue
+        if runtime == "onnx-int8-static":
+            encoders[runtime] = _static_text_encoder(model, threads)
+            continue
         choice = load_encoder(model, "onnx", threads=threads, precision="int8" if runtime == "onnx-int8" else "fp32")
         if choice.reason:
             raise RuntimeError(f"{runtime} did not load: {choice.reason}")
         encoders[runtime] = choice.encoder
     return encoders
+
+
+def _static_text_encoder(model, threads: int | None):
+    """The static int8 text graph as built, bypassing its gate: speed is measured whatever its agreement."""
+    from posapl import onnx_export
+    from posapl.runtime import OnnxEncoder
+
+    cache = onnx_export.default_cache_dir()
+    graph = onnx_export.cache_path(model, cache, "text", "int8-static")
+    if not graph.is_file():
+        raise RuntimeError("no static int8 text graph; build it with `posapl bench runtime-agreement`")
+    return OnnxEncoder(model, graph, onnx_export.cached_tower(model, cache, "image"), threads, "int8-static")
 
 
 def _runtime_rounds(encoders: dict, captions, pos, batch_size: int, repeat: int) -> dict[str, list[float]]:

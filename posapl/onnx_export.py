@@ -29,7 +29,9 @@ from posapl.model import POSAPL
 log = logging.getLogger(__name__)
 
 Tower = Literal["text", "image"]
-Precision = Literal["fp32", "int8"]
+# fp32: the exported graph; int8: dynamic int8 (made on first use); int8-static: QDQ int8 calibrated on data,
+# built by `posapl.quantize` and served only when its recorded agreement passed.
+Precision = Literal["fp32", "int8", "int8-static"]
 # Bump when the exported graph changes meaning (inputs, outputs, normalisation), so old cache files are ignored.
 EXPORT_FORMAT = 1
 OPSET = 18
@@ -145,6 +147,8 @@ def cached_tower(model: POSAPL, cache_dir: Path, tower: Tower, precision: Precis
     target = cache_path(model, cache_dir, tower, precision)
     if target.is_file():
         return target
+    if precision == "int8-static":
+        raise FileNotFoundError(f"no static int8 {tower} graph: it is built from calibration data by posapl.quantize")
     if precision == "int8":
         source = cached_tower(model, cache_dir, tower, "fp32")
         _write_atomically(target, lambda tmp: quantize_int8(source, tmp))

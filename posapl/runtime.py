@@ -19,7 +19,7 @@ import torch
 
 from posapl import encode
 from posapl.model import POSAPL
-from posapl.onnx_export import Precision, cached_tower, default_cache_dir
+from posapl.onnx_export import Precision, Tower, cache_path, cached_tower, default_cache_dir
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -84,13 +84,17 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 class OnnxEncoder:
     """Both towers in ONNX Runtime on the CPU; text batches planned exactly as PyTorch plans them."""
 
-    def __init__(self, model: POSAPL, text_path: Path, image_path: Path, threads: int | None, precision: Precision):
+    def __init__(self, model: POSAPL, text_path: Path, image_path: Path, threads: int | None, precision: Precision,
+                 image_precision: Precision = "fp32"):
         import onnxruntime as ort
 
         self.model = model  # tokenizer and truncation rule; its weights are only read at export
         self.embed_dim = model.embed_dim
         self.precision = precision
-        self.name = "onnx" if precision == "fp32" else f"onnx-{precision}"
+        self.image_precision = image_precision
+        quantised = ([precision] if precision != "fp32" else []) + (
+            [f"image-{image_precision}"] if image_precision != "fp32" else [])
+        self.name = "-".join(["onnx", *quantised])
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self._text = ort.InferenceSession(str(text_path), options, providers=providers)
@@ -115,7 +119,8 @@ class OnnxEncoder:
 
 @dataclass(frozen=True)
 class EncoderChoice:
-    """The encoder that serves and why: `reason` says why PyTorch serves when ONNX Runtime was wanted."""
+    """The encoder that serves and why: `reason` says why PyTorch serves when ONNX Runtime was wanted, or why
+    a float32 tower serves where a static int8 one was wanted."""
 
     encoder: Encoder
     requested: RuntimeName
@@ -136,11 +141,12 @@ def _self_check(model: POSAPL, runtime: OnnxEncoder) -> None:
         "text": (runtime.encode_texts(captions, pos), reference.encode_texts(captions, pos)),
         "image": (runtime.encode_images(images), reference.encode_images(images)),
     }
+    precisions = {"text": runtime.precision, "image": runtime.image_precision}
     for tower, (got, want) in pairs.items():
-        if runtime.precision != "fp32":  # quantised graphs differ by design; only guard against garbage
+        if precisions[tower] != "fp32":  # quantised graphs differ by design; only guard against garbage
             cosine = float(np.min(np.sum(got * want, axis=1)))
             if cosine < 0.9:
-                raise RuntimeError(f"the {runtime.precision} {tower} tower's cosine to PyTorch is {cosine:.3f}")
+                raise RuntimeError(f"the {precisions[tower]} {tower} tower's cosine to PyTorch is {cosine:.3f}")
             continue
         diff = float(np.abs(got - want).max())
         if diff > SELF_CHECK_TOLERANCE:
@@ -153,9 +159,14 @@ def load_encoder(
     cache_dir: Path | None = None,
     threads: int | None = None,
     precision: Precision = "fp32",
+    image_precision: Precision = "fp32",
 ) -> EncoderChoice:
     """The encoder for `model`: ONNX Runtime for a CPU model (`auto` or `onnx`), PyTorch on a GPU or when
-    asked (`torch`), and PyTorch with a logged reason when the ONNX graphs cannot be exported or loaded."""
+    asked (`torch`), and PyTorch with a logged reason when the ONNX graphs cannot be exported or loaded.
+
+    `precision` is the text tower's, `image_precision` the image tower's (fp32 or int8-static); a static
+    int8 tower whose recorded agreement is missing or failed is replaced by its float32 graph, and the
+    choice's reason says so."""
     if runtime == "torch":
         return EncoderChoice(TorchEncoder(model), runtime)
     if model.device.type != "cpu":
@@ -165,14 +176,30 @@ def load_encoder(
         return EncoderChoice(TorchEncoder(model), runtime, reason if runtime == "onnx" else None)
     directory = cache_dir or default_cache_dir()
     try:
-        text_path = cached_tower(model, directory, "text", precision)
-        image_path = cached_tower(model, directory, "image", "fp32")
-        encoder = OnnxEncoder(model, text_path, image_path, threads, precision)
+        text_path, precision, text_refused = _tower_graph(model, directory, "text", precision)
+        image_path, image_precision, image_refused = _tower_graph(model, directory, "image", image_precision)
+        encoder = OnnxEncoder(model, text_path, image_path, threads, precision, image_precision)
         _self_check(model, encoder)
     except Exception as exc:  # any failure (exporter, disk, runtime) means the same: serve with PyTorch
         # The public reason names the failure but no path; the log has the details.
         reason = f"ONNX export or loading failed ({type(exc).__name__}); PyTorch serves, see the server log"
         log.warning("encoder runtime: PyTorch, because the ONNX graphs failed: %s: %s", type(exc).__name__, exc)
         return EncoderChoice(TorchEncoder(model), runtime, reason)
-    log.info("encoder runtime: ONNX Runtime (%s), graphs %s and %s", precision, text_path, image_path)
-    return EncoderChoice(encoder, runtime)
+    log.info("encoder runtime: ONNX Runtime (%s), graphs %s and %s", encoder.name, text_path, image_path)
+    refused = "; ".join(reason for reason in (text_refused, image_refused) if reason)
+    return EncoderChoice(encoder, runtime, refused or None)
+
+
+def _tower_graph(
+    model: POSAPL, directory: Path, tower: Tower, precision: Precision
+) -> tuple[Path, Precision, str | None]:
+    """One tower's graph at the wanted precision; for a refused static int8 graph, the float32 one and why."""
+    if precision != "int8-static":
+        return cached_tower(model, directory, tower, precision), precision, None
+    from posapl.quantize import refusal
+
+    refused = refusal(cache_path(model, directory, tower, precision), tower)
+    if refused is None:
+        return cache_path(model, directory, tower, precision), precision, None
+    log.warning("encoder runtime: the float32 %s tower serves, because %s", tower, refused)
+    return cached_tower(model, directory, tower, "fp32"), "fp32", f"{refused}; the float32 {tower} tower serves"

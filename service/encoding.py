@@ -61,7 +61,8 @@ class QueryEncoder:
             self.pending = PREPARING
 
     def prepare_runtime(
-        self, runtime: RuntimeName, cache_dir: Path | None, threads: int | None, precision: Precision
+        self, runtime: RuntimeName, cache_dir: Path | None, threads: int | None, precision: Precision,
+        image_precision: Precision = "fp32",
     ) -> EncoderChoice:
         """Export or load the configured backend (slow: runs in a worker thread) and switch to it.
 
@@ -70,7 +71,7 @@ class QueryEncoder:
         """
         self.announce(runtime)
         try:
-            choice = load_encoder(self.model, runtime, cache_dir, threads, precision)
+            choice = load_encoder(self.model, runtime, cache_dir, threads, precision, image_precision)
         finally:
             self.pending = None
         self.runtime = choice

@@ -103,8 +103,12 @@ class ServiceSettings(BaseSettings):
     onnx_threads: int | None = Field(
         None, ge=1, description="intra-op threads of each ONNX Runtime session (none: one per core)"
     )
-    onnx_text_precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch) or dynamic int8 (faster)"
+    onnx_text_precision: Literal["fp32", "int8", "int8-static"] = Field(
+        "fp32", description="text tower in ONNX Runtime: fp32 (equal to PyTorch), dynamic int8, or static int8 "
+        "(served only if its recorded agreement passed, else fp32; see `posapl bench runtime-agreement`)"
+    )
+    onnx_image_precision: Literal["fp32", "int8-static"] = Field(
+        "fp32", description="image tower in ONNX Runtime: fp32 or static int8 (same gate as the text tower's)"
     )
     feedback_max_labels: int = Field(
         1000, ge=1, description="most positive plus negative ids one feedback search may label (each is one vector "

@@ -71,7 +71,7 @@ class ServiceState:
         threading.Thread(
             target=encoder.prepare_runtime,
             args=(settings.encoder_runtime, settings.onnx_cache_dir, settings.onnx_threads,
-                  settings.onnx_text_precision),
+                  settings.onnx_text_precision, settings.onnx_image_precision),
             name="encoder-runtime",
             daemon=True,
         ).start()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from posapl.pos import POS_WORDS, PosTagger
+from posapl.pos import POS_COMPONENTS, POS_WORDS, UNUSED_COMPONENTS, PosTagger
 from posapl.text import normalize_caption
 
 
@@ -71,3 +71,22 @@ def test_pos_tagging_batch_of_real_captions(pos_tagger: PosTagger, data_dir) -> 
 def test_unknown_pipeline_gives_clear_error() -> None:
     with pytest.raises(RuntimeError, match="spaCy"):
         PosTagger("no_such_pipeline")
+
+
+def _all_rsicd_captions(data_dir) -> list[str]:
+    """Every RSICD caption here, test split and train subset, normalised as queries and training are."""
+    rsicd = data_dir / "rsicd"
+    test = [c for record in json.loads((rsicd / "rsicd_test.json").read_text()) for c in record["caption"]]
+    train = [line for line in (rsicd / "train_caps.txt").read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(normalize_caption(c) for c in test + train))
+
+
+def test_trimmed_pipeline_tags_all_rsicd_captions_like_the_full_one(pos_tagger: PosTagger, data_dir) -> None:
+    """The served tagger loads only the POS components and the POS-setting ruler patterns; the model's POS
+    input must stay exactly the full pipeline's on every caption (a few seconds)."""
+    assert pos_tagger.nlp.pipe_names == list(POS_COMPONENTS)
+    full = PosTagger(full=True)
+    assert set(UNUSED_COMPONENTS) <= set(full.nlp.component_names)
+    texts = _all_rsicd_captions(data_dir)
+    assert len(texts) > 4500  # 9,465 captions, 4,765 distinct after normalisation
+    assert pos_tagger.tag(texts) == full.tag(texts)
