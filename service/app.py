@@ -30,6 +30,7 @@ from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
 from service.stac import router as stac_router
 from service.state import ServiceState
+from service.workers import default_workers, share_cores
 
 UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -107,5 +108,6 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory: settings from the environment and `.env`."""
-    return create_app(ServiceSettings())
+    """uvicorn factory: settings from the environment and `.env`; with several workers (WEB_CONCURRENCY) each
+    takes its share of the cores for its encoder threads."""
+    return create_app(share_cores(ServiceSettings(), default_workers()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class ServiceState:
     metrics: ServiceMetrics
     thumbnails: LRUCache[int, Rendered]
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    worker: str = field(default_factory=lambda: secrets.token_hex(4))  # tells worker processes apart in /readyz
 
     @classmethod
     def build(cls, settings: ServiceSettings, model: POSAPL, metrics: ServiceMetrics) -> ServiceState:
