@@ -21,7 +21,7 @@ from service.errors import install_error_handlers
 from service.head import HeadAsGet
 from service.json_body import JsonBodyLimit
 from service.links import PublicBase
-from service.metrics import ServiceMetrics
+from service.metrics import RequestMetrics, ServiceMetrics
 from service.page import STATIC
 from service.page import router as page_router
 from service.routers import admin, detect, feedback, health, images, saved, scenes, search
@@ -88,7 +88,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
     )
     install_error_handlers(app, hidden=(settings.index_root, settings.index_root.resolve()))
     app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes, exempt_paths=UPLOAD_PATHS)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(PublicBase, public_url=settings.public_url)
     if settings.cors_origins:
         app.add_middleware(

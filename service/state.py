@@ -86,6 +86,9 @@ class ServiceState:
         await self.searcher.stop()
 
 
-def get_state(request: Request) -> ServiceState:
-    """FastAPI dependency: the application's state (set by the lifespan)."""
+async def get_state(request: Request) -> ServiceState:
+    """FastAPI dependency: the application's state (set by the lifespan).
+
+    `async` because FastAPI runs a plain `def` dependency in its thread pool: a thread hop on every request
+    for one attribute read (the serving profile of 2026-12-05 in benchmarks/RESULTS.md)."""
     return request.app.state.service
