@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="server worker processes (variants)")
     parser.add_argument("--baseline", help="git ref whose code serves one more variant per runtime (1 worker)")
     parser.add_argument("--windows", type=int, default=2, help="alternating windows per variant and cell")
+    parser.add_argument("--reuse-store", action="store_true",
+                        help="serve the store a previous run with the same sizes left, instead of building it again")
     parser.add_argument("--image-clients", type=int, nargs="*", default=[1],
                         help="client counts for /v1/search/image with a 256 px JPEG (none: skip)")
 
@@ -248,20 +250,24 @@ def run(args: argparse.Namespace) -> list[Result]:
     captions = query_captions(split, bank_size + (200 if args.smoke else 2000))
     bank, queries = captions[:bank_size], captions[bank_size:]
     work = WORK_DIR / "query-latency" / f"{'smoke' if args.smoke else Path(arch).stem}-{vectors}-{bank_size}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    started = time.perf_counter()
-    _build_store(work / "index", arch, vectors, bank)
-    print(
-        f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s", flush=True
-    )
+    if args.reuse_store and (work / "index" / "CURRENT").is_file():
+        print(f"reusing the store under {work} (built from the same split, sizes and seed)", flush=True)
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        started = time.perf_counter()
+        _build_store(work / "index", arch, vectors, bank)
+        print(
+            f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
     runtimes = ["torch", "onnx"] if args.smoke else args.runtimes
     variants = [Variant(runtime, workers) for runtime in runtimes for workers in args.workers]
     code_dirs: dict[str, Path] = {}
     if args.baseline:
-        code_dirs[args.baseline] = checkout(args.baseline, work / "baseline")
+        code_dirs[args.baseline] = checkout(args.baseline, work / f"baseline-{args.baseline}")
         variants += [Variant(runtime, 1, args.baseline) for runtime in runtimes]
     threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads,
                "onnx_threads": args.onnx_threads}
