@@ -79,20 +79,29 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # unless the application starts a response, the server answers 500
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
+            request = Request(scope)
+            template = route_template(request)
+            self.metrics.latency.labels(template, request.method).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(template, request.method, str(status)).inc()
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                record()  # before the last byte leaves: a client's next request already sees this one counted
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            request = Request(scope)
-            template = route_template(request)
-            self.metrics.latency.labels(template, request.method).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(template, request.method, str(status)).inc()
+            if not recorded:
+                record()
 
 
 def route_template(request: Request) -> str:
