@@ -219,7 +219,13 @@ def serve(args: argparse.Namespace) -> int:
         return status
     print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
     if args.workers == 1:
-        uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            create_app(settings, model),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
         return 0
     del model  # each worker loads its own; the supervisor only starts and watches them
     os.environ.update(worker_environment(settings, args.workers))
@@ -232,5 +238,6 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
         log_level="info",
+        access_log=settings.access_log,
     )
     return 0
