@@ -129,3 +129,8 @@ def test_every_worker_moves_to_a_new_version_without_mixing(workers_setup) -> No
     for version, hits, _ in answers:  # a whole answer from the version it names: its ids, all of them
         assert set(hits) == ids[version] and len(hits) == len(ids[version]), version
     assert all(version == after for version, _, late in answers if late)  # no worker went back
+    # the admin token reached the workers (a secret setting), and a forced reload on any worker keeps `after`
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    reloaded = httpx.post(f"{server.url}/v1/admin/reload", headers=admin, timeout=60)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["index_version"] == after and reloaded.json()["changed"] is False
