@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +23,18 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`uvicorn --factory service.app:app_from_env` with settings passed as POSAPL_* environment variables."""
+    """`uvicorn --factory service.app:app_from_env` with settings passed as POSAPL_* environment variables;
+    `command` runs another server command line instead (e.g. `posapl serve --workers 2`), bound by the same
+    POSAPL_HOST and POSAPL_PORT."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, tmpdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        tmpdir: Path,
+        port: int | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -39,11 +49,13 @@ class LiveServer:
             **env,
         }
         self._process: subprocess.Popen[bytes] | None = None
+        self._command = command
 
     def start(self, ready_timeout_s: float = 120.0, expect_ready: bool = True) -> LiveServer:
         log = open(self.log_path, "wb")
         self._process = subprocess.Popen(
-            [
+            self._command
+            or [
                 sys.executable,
                 "-m",
                 "uvicorn",
@@ -60,6 +72,7 @@ class LiveServer:
             env=self._env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
@@ -84,8 +97,8 @@ class LiveServer:
         self._process.terminate()
         try:
             self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        except subprocess.TimeoutExpired:  # the whole group: a supervisor's worker processes too
+            os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
         self._process = None
 

@@ -2,9 +2,10 @@
 re-ranking, against real `posapl serve` processes and an index of synthetic unit vectors; and
 `/v1/search/image` with a 256 px JPEG.
 
-With several encoder runtimes (`--runtimes torch onnx`), one server per runtime runs over the same index and
-the measurement windows alternate between them (torch, onnx, torch, onnx, ...), so drift of a shared machine
-hits all of them alike and the ratios between runtimes come from the same minutes.
+With several encoder runtimes (`--runtimes torch onnx`), worker counts (`--workers 1 2`) or a baseline commit
+(`--baseline REF`: the same server from that commit's code, to measure one change), one server per variant runs
+over the same index and the measurement windows alternate between them (torch, onnx, torch, onnx, ...), so
+drift of a shared machine hits all of them alike and the ratios between variants come from the same minutes.
 
 The image side is synthetic (random unit vectors: FAISS cost depends only on count and dimension); the
 caption bank and the queries are real RSICD captions, so POS tagging, tokenisation and re-ranking profiles
@@ -19,9 +20,11 @@ import itertools
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import (
@@ -55,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx-threads", type=int, help="server POSAPL_ONNX_THREADS (default: one per core)")
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"],
                         help="encoder runtimes, one server each, measured in alternating windows")
-    parser.add_argument("--windows", type=int, default=2, help="alternating windows per runtime and cell")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="server worker processes (variants)")
+    parser.add_argument("--baseline", help="git ref whose code serves one more variant per runtime (1 worker)")
+    parser.add_argument("--windows", type=int, default=2, help="alternating windows per variant and cell")
+    parser.add_argument("--reuse-store", action="store_true",
+                        help="serve the store a previous run with the same sizes left, instead of building it again")
     parser.add_argument("--image-clients", type=int, nargs="*", default=[1],
                         help="client counts for /v1/search/image with a 256 px JPEG (none: skip)")
 
@@ -76,8 +83,35 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
     return publish_synthetic_store(root, arch, image_vectors, bank, caption_vectors)
 
 
-def _server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str]) -> Server:
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration under test: encoder runtime, worker processes, and whose code (None: this one)."""
+
+    runtime: str
+    workers: int = 1
+    code: str | None = None
+
+    @property
+    def label(self) -> str:
+        workers = f" x{self.workers}" if self.workers != 1 else ""
+        return self.runtime + workers + (f" @{self.code}" if self.code else "")
+
+
+def checkout(ref: str, target: Path) -> Path:
+    """The files of commit `ref` of this repository under `target` (git archive: no second work tree)."""
+    repo = Path(__file__).resolve().parents[1]
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def _server(
+    root: Path, arch: str, port: int, log: Path, extra_env: dict[str, str], workers: int = 1, code: Path | None = None
+) -> Server:
     env = {**os.environ, "POSAPL_CACHE_SIZE": "0", "HF_HUB_OFFLINE": "1", **extra_env}
+    if code is not None:  # `python -m` puts the working directory first on the path: run from the checkout
+        env["PYTHONPATH"] = str(code)
     command = [
         sys.executable,
         "-m",
@@ -93,8 +127,9 @@ def _server(root: Path, arch: str, port: int, log: Path, extra_env: dict[str, st
         "cpu",
         "--port",
         str(port),
+        *(["--workers", str(workers)] if workers != 1 else []),
     ]
-    return Server("posapl serve", command, f"http://127.0.0.1:{port}/readyz", env, log)
+    return Server("posapl serve", command, f"http://127.0.0.1:{port}/readyz", env, log, cwd=code)
 
 
 def runtime_env(runtime: str) -> dict[str, str]:
@@ -215,30 +250,41 @@ def run(args: argparse.Namespace) -> list[Result]:
     captions = query_captions(split, bank_size + (200 if args.smoke else 2000))
     bank, queries = captions[:bank_size], captions[bank_size:]
     work = WORK_DIR / "query-latency" / f"{'smoke' if args.smoke else Path(arch).stem}-{vectors}-{bank_size}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    started = time.perf_counter()
-    _build_store(work / "index", arch, vectors, bank)
-    print(
-        f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s", flush=True
-    )
+    if args.reuse_store and (work / "index" / "CURRENT").is_file():
+        print(f"reusing the store under {work} (built from the same split, sizes and seed)", flush=True)
+    else:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        started = time.perf_counter()
+        _build_store(work / "index", arch, vectors, bank)
+        print(
+            f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
     runtimes = ["torch", "onnx"] if args.smoke else args.runtimes
+    variants = [Variant(runtime, workers) for runtime in runtimes for workers in args.workers]
+    code_dirs: dict[str, Path] = {}
+    if args.baseline:
+        code_dirs[args.baseline] = checkout(args.baseline, work / f"baseline-{args.baseline}")
+        variants += [Variant(runtime, 1, args.baseline) for runtime in runtimes]
     threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads,
                "onnx_threads": args.onnx_threads}
     extra_env = {f"POSAPL_{name.upper()}": str(value) for name, value in threads.items() if value is not None}
-    servers: dict[str, tuple[Server, str]] = {}
+    servers: dict[Variant, tuple[Server, str]] = {}
     results = []
+    labels = "+".join(variant.label for variant in variants)
     try:
-        for runtime in runtimes:  # one at a time: a first ONNX export should not compete with another server
+        for variant in variants:  # one at a time: a first ONNX export should not compete with another server
             port = free_port()
-            server = _server(work / "index", arch, port, work / f"server-{runtime}.log",
-                             {**extra_env, **runtime_env(runtime)})
-            servers[runtime] = (server, f"http://127.0.0.1:{port}")
+            log = work / f"server-{variant.label.replace(' ', '-')}.log"
+            server = _server(work / "index", arch, port, log, {**extra_env, **runtime_env(variant.runtime)},
+                             variant.workers, code_dirs.get(variant.code or ""))
+            servers[variant] = (server, f"http://127.0.0.1:{port}")
             server.wait_ready()
-            server.wait_runtime(runtime)
-            _load(servers[runtime][1], queries, 1, 1.0 if args.smoke else 5.0, "none", args.k)  # warm-up
+            server.wait_runtime(variant.runtime)
+            _load(servers[variant][1], queries, variant.workers, 1.0 if args.smoke else 5.0, "none", args.k)  # warm
         windows = 1 if args.smoke else args.windows
         cells = [(rerank, clients, None) for rerank in args.rerank for clients in clients_list]
         image = jpeg_256(split) if args.image_clients else None
@@ -246,13 +292,13 @@ def run(args: argparse.Namespace) -> list[Result]:
         for rerank, clients, upload in cells:
             kind = "image" if upload is not None else "text"
             print(f"load average {load_average()}; {kind}, {clients} clients, rerank={rerank}", flush=True)
-            measured: dict[str, list[dict]] = {runtime: [] for runtime in runtimes}
+            measured: dict[Variant, list[dict]] = {variant: [] for variant in variants}
             for _ in range(windows):
-                for runtime in runtimes:
-                    url = servers[runtime][1]
-                    measured[runtime].append(_load(url, queries, clients, duration / windows, rerank, args.k, upload))
-            merged = {runtime: _merge(samples) for runtime, samples in measured.items()}
-            for runtime in runtimes:
+                for variant in variants:
+                    url = servers[variant][1]
+                    measured[variant].append(_load(url, queries, clients, duration / windows, rerank, args.k, upload))
+            merged = {variant: _merge(samples) for variant, samples in measured.items()}
+            for variant in variants:
                 params = {
                     "arch": "smoke" if args.smoke else arch,
                     "weights": "random",
@@ -264,19 +310,21 @@ def run(args: argparse.Namespace) -> list[Result]:
                     "k": args.k,
                     "duration_s": duration,
                     "cache": "off",
-                    "runtime": runtime,
-                    "alternating": "+".join(runtimes),
+                    "runtime": variant.runtime,
+                    "workers": variant.workers,
+                    "code": variant.code or "this commit",
+                    "alternating": labels,
                     **{name: value or "default" for name, value in threads.items()},
                 }
-                name = f"{kind} {runtime} {clients} clients {rerank}"
-                result = _cell(name, params, merged[runtime],
+                name = f"{kind} {variant.label} {clients} clients {rerank}"
+                result = _cell(name, params, merged[variant],
                                "image-latency" if upload is not None else "query-latency")
-                if runtime != runtimes[0]:  # ratios against the first runtime, from the same alternating minutes
-                    first = merged[runtimes[0]]["latencies_ms"]
-                    result.metrics[f"p50_vs_{runtimes[0]}"] = percentile(merged[runtime]["latencies_ms"], 50) / (
-                        percentile(first, 50))
+                if variant != variants[0]:  # ratios against the first variant, from the same alternating minutes
+                    first = merged[variants[0]]["latencies_ms"]
+                    result.metrics[f"p50_vs_{variants[0].label.replace(' ', '_')}"] = percentile(
+                        merged[variant]["latencies_ms"], 50) / percentile(first, 50)
                 results.append(result)
-                print(f"  {runtime}: {result.metrics}", flush=True)
+                print(f"  {variant.label}: {result.metrics}", flush=True)
     finally:
         for server, _ in servers.values():
             server.stop()

@@ -19,11 +19,13 @@ def free_port() -> int:
 class Server:
     """A server process in its own process group, stopped with SIGTERM (SIGKILL after a grace period)."""
 
-    def __init__(self, name: str, command: list[str], ready_url: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], ready_url: str, env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.name, self.ready_url = name, ready_url
         self._log = open(log, "wb")
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=cwd)
 
     def wait_ready(self, timeout_s: float = 600) -> None:
         import httpx

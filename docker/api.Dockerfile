@@ -63,5 +63,7 @@ WORKDIR /srv/posapl
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
-# Worker processes: WEB_CONCURRENCY (uvicorn reads it); each worker loads its own model and index.
-CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
+# Worker processes: WEB_CONCURRENCY (uvicorn reads it); each worker loads its own model and index, polls for new
+# index versions by itself and takes cores // WEB_CONCURRENCY encoder threads. A worker's health ping can wait
+# for seconds while it loads the model, hence 60 s before uvicorn replaces it.
+CMD ["uvicorn", "--factory", "service.app:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", "--timeout-worker-healthcheck", "60"]

@@ -21,7 +21,7 @@ from service.errors import install_error_handlers
 from service.head import HeadAsGet
 from service.json_body import JsonBodyLimit
 from service.links import PublicBase
-from service.metrics import ServiceMetrics
+from service.metrics import RequestMetrics, ServiceMetrics
 from service.page import STATIC
 from service.page import router as page_router
 from service.routers import admin, detect, feedback, health, images, saved, scenes, search
@@ -30,6 +30,7 @@ from service.security_headers import SecurityHeaders
 from service.settings import ServiceSettings
 from service.stac import router as stac_router
 from service.state import ServiceState
+from service.workers import default_workers, share_cores
 
 CORS_METHODS = ["GET", "POST", "PATCH", "DELETE"]  # HEAD is a simple method: it needs no preflight
 UPLOAD_PATHS = frozenset({"/v1/search/image"})  # multipart uploads enforce their own, larger limit
@@ -88,7 +89,7 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
     )
     install_error_handlers(app, hidden=(settings.index_root, settings.index_root.resolve()))
     app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes, exempt_paths=UPLOAD_PATHS)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(PublicBase, public_url=settings.public_url)
     if settings.cors_origins:
         # PATCH and DELETE for saved searches; the key headers (Authorization, X-API-Key) are echoed by "*".
@@ -109,5 +110,6 @@ def create_app(settings: ServiceSettings, model: POSAPL | None = None) -> FastAP
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory: settings from the environment and `.env`."""
-    return create_app(ServiceSettings())
+    """uvicorn factory: settings from the environment and `.env`; with several workers (WEB_CONCURRENCY) each
+    takes its share of the cores for its encoder threads."""
+    return create_app(share_cores(ServiceSettings(), default_workers()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from posapl.checkpoint import CheckpointError
 from posapl.cli import settings_from_args
 from posapl.weights import WeightsUnavailableError
 from service.settings import ServiceSettings
+from service.workers import FACTORY, HEALTHCHECK_TIMEOUT_S, default_workers, worker_environment
 
 OFFLINE_HINT = (
     "Pass a local open_clip weights file with --pretrained /path/to/open_clip_pytorch_model.bin "
@@ -49,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument("--public-url", help="base of the links in responses, as clients reach the service")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="server processes on the one port, each with its own model and index (default WEB_CONCURRENCY or 1)",
+    )
     parser.set_defaults(func=serve)
 
 
@@ -186,6 +194,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app, load_serving_model
 
+    if args.workers < 1:
+        print(f"posapl serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     settings, refusal = model_from_store(settings_from_args(ServiceSettings, args))
     if refusal:
         print(f"posapl serve: {refusal}", file=sys.stderr)
@@ -207,5 +218,26 @@ def serve(args: argparse.Namespace) -> int:
     if status:
         return status
     print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level="info")
+    if args.workers == 1:
+        uvicorn.run(
+            create_app(settings, model),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
+        return 0
+    del model  # each worker loads its own; the supervisor only starts and watches them
+    os.environ.update(worker_environment(settings, args.workers))
+    print(f"{args.workers} worker processes; each picks up a new index version by itself")
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=args.workers,
+        timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
+        log_level="info",
+        access_log=settings.access_log,
+    )
     return 0

@@ -410,6 +410,9 @@ class Readiness(BaseModel):
     index_version: int | None = None
     encoder_runtime: str | None = None
     encoder_runtime_reason: str | None = None
+    worker: str | None = Field(
+        None, description="random id of the server process that answered: with several workers each answers for itself"
+    )
 
 
 class ReloadResult(BaseModel):

@@ -1,5 +1,7 @@
 """The two retrieval pipelines (text → images, image → captions + images), each timed per stage.
 
+FAISS job batching lives in `service.search_jobs`, hit assembly in `service.hits`.
+
 Text: normalise → (cache | micro-batched POS tagging + encoding) → [filters: SQL and the footprint R*Tree
 select every matching id] → FAISS search of the K' best (unfiltered queries are micro-batched into one FAISS
 call; a filtered query ranks only its matching ids, as its own job) → online re-rank → overlapping tiles of one
@@ -12,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
-from typing import Literal
 
 import faiss
 import numpy as np
@@ -27,31 +26,19 @@ from service.batching import MicroBatcher
 from service.encoding import EncodedQuery, QueryEncoder
 from service.errors import ServiceError
 from service.filters import matching_ids
-from service.geo.winding import rfc7946_geometry
-from service.links import archive_path, image_links, scene_links
+from service.hits import caption_hits, image_hits, rerank_note
 from service.live import LiveIndex
 from service.metrics import ServiceMetrics
 from service.overlaps import keep_distinct
 from service.query_text import clean_query
 from service.ranking import rerank
-from service.schemas import CaptionHit, ImageHit, RerankMethod, SceneRef, SearchFilters, WindowRef
+from service.schemas import CaptionHit, ImageHit, RerankMethod, SearchFilters
+from service.search_jobs import BLAS_MIN_BATCH, Candidates, SearchJob, run_searches, use_blas_from
 from service.settings import ServiceSettings
-from service.stac_ref import stac_ref
 
-Target = Literal["images", "captions"]
-# Exact FAISS search scans every vector per query unless a batch goes through BLAS (one pass over the
-# vectors for all queries). On the 2-core CPU with 100k x 512 vectors BLAS costs about 4 single scans whatever
-# the batch size up to 8 (single scan 7-9 ms, BLAS 29-41 ms, one thread, quiet machine), so batches of 4+ take it.
-BLAS_MIN_BATCH = 4
-
-
-@dataclass(frozen=True)
-class SearchJob:
-    version: IndexVersion
-    target: Target
-    vector: np.ndarray
-    k: int
-    among: np.ndarray | None = None  # image ids a filter selected: rank only these
+__all__ = [  # other modules import these from here
+    "BLAS_MIN_BATCH", "SearchJob", "Searcher", "image_hits", "matching_ids", "run_searches", "use_blas_from",
+]
 
 
 @dataclass(frozen=True)
@@ -88,47 +75,6 @@ class RankedImages:
     search_ms: float
     rerank_ms: float
     dedupe_note: str | None = None  # why fewer than k came back although more images were eligible
-
-
-@dataclass(frozen=True)
-class Candidates:
-    ids: np.ndarray
-    scores: np.ndarray
-
-
-def use_blas_from(queries: int, dim: int) -> None:
-    """Exact searches of at least `queries` vectors of `dim` go through BLAS, smaller ones scan.
-
-    The faiss-gpu 1.15 wheel compares queries x dimension, not the number of queries, with its threshold
-    (tests/test_search_paths.py shows which path answers): a threshold of 4 sent every single query through
-    BLAS, 4x slower than the scan (31 ms instead of 7.5 at 100k x 512), for all of the service's history.
-    """
-    faiss.cvar.distance_compute_blas_threshold = queries * dim
-
-
-def run_searches(jobs: list[SearchJob]) -> list[Candidates]:
-    """One FAISS call per (version, target) group of unfiltered jobs: a batch of queries costs far less than one
-    call each. A filtered job ranks its own id set, so it runs alone."""
-    results: list[Candidates | None] = [None] * len(jobs)
-    groups: dict[tuple[int, Target], list[int]] = {}
-    for i, job in enumerate(jobs):
-        if job.among is not None:
-            scores, ids = job.version.search_images_in(job.vector[None, :], job.k, job.among)
-            keep = ids[0] >= 0
-            results[i] = Candidates(ids[0][keep], scores[0][keep])
-            continue
-        groups.setdefault((id(job.version), job.target), []).append(i)
-    for members in groups.values():
-        first = jobs[members[0]]
-        total = first.version.manifest.counts["images" if first.target == "images" else "captions"]
-        k = max(1, min(max(jobs[i].k for i in members), total))
-        queries = np.stack([jobs[i].vector for i in members])
-        search = first.version.search_images if first.target == "images" else first.version.search_captions
-        scores, ids = search(queries, k)
-        for row, i in enumerate(members):
-            keep = ids[row, : jobs[i].k] >= 0
-            results[i] = Candidates(ids[row, : jobs[i].k][keep], scores[row, : jobs[i].k][keep])
-    return [r for r in results if r is not None]
 
 
 class Searcher:
@@ -361,74 +307,3 @@ class Searcher:
         self.metrics.observe_stages("image", timings)
         note = rerank_note(method, applied, len(caption_ids), "the caption bank is empty")
         return ImageOutcome(captions, images, applied, version.number, timings, note, dedupe_note)
-
-
-def rerank_note(method: RerankMethod, applied: RerankMethod, candidates: int, empty_reason: str) -> str | None:
-    """Why a requested re-ranking was not applied (None when it was, or none was asked for)."""
-    if method == "none" or applied != "none":
-        return None
-    if candidates == 0:
-        return f"no candidates to re-rank ({empty_reason})" if empty_reason else "no candidates to re-rank"
-    return "no caption bank: the index holds no re-ranking profiles, so results keep their similarity order"
-
-
-def _window(record: ImageRecord) -> WindowRef:
-    x, y, width, height = record.window or (0, 0, record.width, record.height)
-    return WindowRef(x=x, y=y, width=width, height=height, size=record.window_size)
-
-
-def image_hits(
-    version: IndexVersion,
-    ids: np.ndarray,
-    scores: np.ndarray,
-    records: Sequence[ImageRecord | None] | None = None,
-) -> list[ImageHit]:
-    if records is None:
-        records = version.images(ids)
-    stac = version.stac({record.scene_id for record in records if record is not None})
-    hits = []
-    for image_id, score, record in zip(ids, scores, records, strict=True):
-        if record is None:
-            continue
-        path = archive_path(version.manifest.sources, record.source, record.path)
-        scene = scene_links(record.scene_id)
-        hits.append(
-            ImageHit(
-                id=int(image_id),
-                score=float(score),
-                path=path,
-                width=record.width,
-                height=record.height,
-                **image_links(int(image_id)),
-                bbox=list(record.bbox) if record.bbox is not None else None,
-                crs=record.crs,
-                scene=SceneRef(id=record.scene_id, path=path, url=scene["url"]),
-                scene_url=scene["image_url"] if record.window is not None else None,
-                window=_window(record),
-                footprint=rfc7946_geometry(record.footprint),
-                gsd=record.gsd,
-                time=record.time,
-                time_source=record.time_source,
-                stac=stac_ref(stac.get(record.scene_id)),
-            )
-        )
-    return hits
-
-
-def caption_hits(version: IndexVersion, ids: np.ndarray, scores: np.ndarray, limit: int) -> list[CaptionHit]:
-    """The best `limit` distinct caption texts (caption banks repeat captions verbatim), best first.
-
-    `source` is the caption file's name only: the server's directory layout is none of the client's business.
-    """
-    hits: list[CaptionHit] = []
-    seen: set[str] = set()
-    for start in range(0, len(ids), max(limit * 3, 1)):
-        chunk = slice(start, start + max(limit * 3, 1))
-        for score, record in zip(scores[chunk], version.captions(ids[chunk]), strict=True):
-            if record is None or record.text in seen:
-                continue
-            seen.add(record.text)
-            hits.append(CaptionHit(text=record.text, score=float(score), source=PurePath(record.source).name))
-            if len(hits) == limit:
-                return hits
-    return hits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class ServiceState:
     metrics: ServiceMetrics
     thumbnails: LRUCache[int, Rendered]
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    worker: str = field(default_factory=lambda: secrets.token_hex(4))  # tells worker processes apart in /readyz
 
     @classmethod
     def build(cls, settings: ServiceSettings, model: POSAPL, metrics: ServiceMetrics) -> ServiceState:
@@ -84,6 +86,9 @@ class ServiceState:
         await self.searcher.stop()
 
 
-def get_state(request: Request) -> ServiceState:
-    """FastAPI dependency: the application's state (set by the lifespan)."""
+async def get_state(request: Request) -> ServiceState:
+    """FastAPI dependency: the application's state (set by the lifespan).
+
+    `async` because FastAPI runs a plain `def` dependency in its thread pool: a thread hop on every request
+    for one attribute read (the serving profile of 2026-12-05 in benchmarks/RESULTS.md)."""
     return request.app.state.service

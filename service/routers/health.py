@@ -30,7 +30,11 @@ async def healthz() -> Health:
 async def readyz(state: State) -> Readiness | JSONResponse:
     version = state.live.current
     encoder = state.searcher.encoder
-    runtime = {"encoder_runtime": encoder.runtime.name, "encoder_runtime_reason": encoder.runtime_reason}
+    runtime = {
+        "encoder_runtime": encoder.runtime.name,
+        "encoder_runtime_reason": encoder.runtime_reason,
+        "worker": state.worker,
+    }
     if version is None:
         body = Readiness(ready=False, reason=state.live.reason, **runtime)
         return JSONResponse(body.model_dump(), status_code=503)

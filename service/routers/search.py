@@ -93,22 +93,25 @@ async def _text_search(
     )
 
 
-def require_utf8_query_string(request: Request) -> None:
-    """Starlette silently turns undecodable %-escapes into U+FFFD; refuse them instead."""
+async def require_utf8_query_string(request: Request) -> None:
+    """Starlette silently turns undecodable %-escapes into U+FFFD; refuse them instead.
+
+    This and the other checks of the GET routes are `async` though they never wait: FastAPI runs a plain `def`
+    dependency in its thread pool, one thread hop per dependency and request."""
     try:
         parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise ServiceError(422, "invalid_encoding", "the query string is not valid UTF-8") from None
 
 
-def require_canonical_k(request: Request) -> None:
+async def require_canonical_k(request: Request) -> None:
     """`k=+5`, `k=05`, `k=5_0` or `k=5.0` would all parse leniently; only `k=5` is accepted."""
     raw = request.query_params.get("k")
     if raw is not None:
         canonical_int(raw, "k", 1, 100)
 
 
-def reject_unknown_params(request: Request) -> None:
+async def reject_unknown_params(request: Request) -> None:
     """GET /v1/search/text reads only GET_PARAMS: any other (e.g. a filter that only POST takes) is refused."""
     check_query_params(request, GET_PARAMS, " (send the other filters with POST /v1/search/text)")
 
@@ -164,7 +167,7 @@ def get_filters(raw: dict[str, str | None]) -> SearchFilters | None:
         raise ServiceError(422, "invalid_request", problems) from None
 
 
-def query_filters(
+async def query_filters(
     bbox: Annotated[
         str | None, Query(description="west,south,east,north in EPSG:4326 (west > east: across the antimeridian)")
     ] = None,
