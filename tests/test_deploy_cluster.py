@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_deploy import COMPOSE, ENV_EXAMPLE, REPO, gpu_devices, read_env_file, require_tool
+from test_deploy import COMPOSE, ENV_EXAMPLE, REPO, gpu_devices, read_env_file, require_tool, with_password
 
 from index.cli import register
 from index.settings import IndexSettings
@@ -38,7 +38,7 @@ def test_cluster_profile_runs_the_nightly_update_on_the_cluster(
 ) -> None:
     path = ENV_EXAMPLE if env_file == ".env.example" else tmp_path / "empty.env"
     path.touch()
-    services = resolved_cluster(tmp_path, path)
+    services = resolved_cluster(tmp_path, with_password(tmp_path, path))
     assert {"ray-head", "ray-worker"} <= set(services)
     head, worker = services["ray-head"], services["ray-worker"]
     assert gpu_devices(worker)[0]["capabilities"] == ["gpu"]
