@@ -66,11 +66,21 @@ def _check_webhook(state: ServiceState, url: str | None, secret: str | None) -> 
 
 
 async def _fresh(state: ServiceState, db: Any, search: SavedSearch) -> SavedSearch:
-    """The search, its vector recomputed first when the serving model is not the one that computed it."""
+    """The search, its vector recomputed first when the serving model is not the one that computed it.
+
+    A search that no longer has anything to compute from (no text, and every positive left the archive) is
+    returned as it is: still readable, with its lost labels in `missing_labels` and the old fingerprint, so the
+    monitor leaves it unevaluated until its labels are edited.
+    """
     if search.fingerprint == state.searcher.live.fingerprint:
         return search
     fields = {name: getattr(search, name) for name in VECTOR_FIELDS}
-    computed = await vectors.compute(state.searcher, fields, strict=False)
+    try:
+        computed = await vectors.compute(state.searcher, fields, strict=False)
+    except ServiceError as exc:
+        if exc.status != 422:
+            raise
+        return search
     values = {"fingerprint": computed.fingerprint, "vector": computed.vector, "intercept": computed.intercept}
     return await call(saved.update, db, search.owner, search.id, values)
 
@@ -104,7 +114,7 @@ async def create_search(body: SavedSearchCreate, state: State, db: Engine, owner
 
 @router.get("/v1/searches", response_model=SavedSearchList, responses=error_responses(401, 503))
 async def list_searches(state: State, db: Engine, owner: Owner) -> SavedSearchList:
-    found = await call(saved.list_for, db, owner)
+    found = [await _fresh(state, db, s) for s in await call(saved.list_for, db, owner)]
     return SavedSearchList(searches=[await asyncio.to_thread(_out, state, s) for s in found])
 
 
