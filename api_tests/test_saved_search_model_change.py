@@ -1,6 +1,7 @@
 """A saved search outlives a model change: made under model A, it is recomputed under model B from its text and
-its labels' stored vectors, reports the labels whose items left the archive, and the monitor then matches new
-items with the recomputed vector.
+its labels' stored vectors by the nightly update itself (nobody reads it in between), reports the labels whose
+items left the archive, and matches that night's new items with the recomputed vector, the one the API's own
+recompute gives.
 
 Model B is the tiny test architecture with a narrower embedding (24 instead of 32 dimensions), so its
 fingerprint differs and no vector of A could be used by mistake.
@@ -100,35 +101,20 @@ def test_a_model_change_recomputes_the_saved_vector_and_reports_lost_labels(
 
     server = start_server(tmp_path, "model-b", {**server_env, **model_env(arch_b), "POSAPL_RELOAD_POLL_S": "0.2"})
     try:
-        # Tonight's update under B, before anyone has opened the search: the monitor must not score B's items
-        # with A's vector, and must not skip them either.
+        # Tonight's update under B, before anyone has opened the search: the monitor must neither score B's items
+        # with A's vector nor skip them; it recomputes the vector itself, stores it, and matches with it.
         tonight = tmp_path / "tonight"
         _copy(RSICD[920:924], tonight)
         update = ["index", "update", "--root", str(root), "--add-images", str(tonight), "--no-progress",
                   "--device", "cpu", "--num-workers", "0"]
         done = posapl(update, env)
         assert done.returncode == 0, done.stderr
+        assert f"saved search {saved['id']}: labelled item(s) {leaving} left the archive" in done.stderr
         engine = open_engine(MonitorSettings(root=root))
-        assert searches.list_matches(engine, saved["id"]) == []
-
-        with _client(server.url, key) as client:
-            listed = client.get("/v1/searches")  # the page's list of watches: it recomputes what it shows
-            assert listed.status_code == 200, listed.text
-            fresh, stuck = listed.json()["searches"]
-            assert fresh["model_fingerprint"] == fingerprint_b
-            assert fresh["missing_labels"] == [leaving]
-            assert fresh["positive_ids"] == [kept, leaving], "a lost label is reported, never dropped"
-            # the orphan stays readable, says why, and keeps A's fingerprint (so it is never scored against B)
-            assert (stuck["model_fingerprint"], stuck["missing_labels"]) == (fingerprint_a, [leaving])
-            single = client.get(f"/v1/searches/{orphan['id']}")
-            assert single.status_code == 200 and single.json() == stuck, single.text
-            stored = searches.get(engine, None, saved["id"])
-            assert stored.fingerprint == fingerprint_b
-            np.testing.assert_allclose(stored.vector, expected, atol=1e-5)
-
-            caught_up = posapl(["monitor", "run", "--root", str(root)], env)
-            assert caught_up.returncode == 0, caught_up.stderr
-            found = client.get(f"/v1/searches/{saved['id']}/matches").json()["matches"]
+        stored = searches.get(engine, None, saved["id"])
+        assert stored.fingerprint == fingerprint_b
+        np.testing.assert_allclose(stored.vector, expected, atol=1e-5)
+        found = searches.list_matches(engine, saved["id"])
         with open_version(root) as version_c:
             new_ids = np.array(sorted(set(version_c.image_ids()) - set(ids.values())), np.int64)
             new_scores = version_c.image_vectors(new_ids) @ expected
@@ -137,5 +123,31 @@ def test_a_model_change_recomputes_the_saved_vector_and_reports_lost_labels(
         by_item = {m["item_id"]: m["score"] for m in found}
         np.testing.assert_allclose([by_item[i] for i in new_ids.tolist()], new_scores, atol=1e-5)
         assert {m["version"] for m in found} == {3}
+        # the orphan has nothing to be recomputed from: it waits, unscored, with A's fingerprint
+        assert searches.list_matches(engine, orphan["id"]) == []
+        assert searches.get(engine, None, orphan["id"]).fingerprint == fingerprint_a
+
+        with _client(server.url, key) as client:
+            listed = client.get("/v1/searches")  # the page's list of watches
+            assert listed.status_code == 200, listed.text
+            fresh, stuck = listed.json()["searches"]
+            assert fresh["model_fingerprint"] == fingerprint_b and fresh["last_version"] == 3
+            assert fresh["missing_labels"] == [leaving]
+            assert fresh["positive_ids"] == [kept, leaving], "a lost label is reported, never dropped"
+            # the orphan stays readable, says why, and keeps A's fingerprint (so it is never scored against B)
+            assert (stuck["model_fingerprint"], stuck["missing_labels"]) == (fingerprint_a, [leaving])
+            single = client.get(f"/v1/searches/{orphan['id']}")
+            assert single.status_code == 200 and single.json() == stuck, single.text
+
+            # The API's own recompute (a read finding A's vector) gives the vector the monitor computed.
+            searches.update(engine, stored.owner, stored.id, {"fingerprint": fingerprint_a, "vector": np.ones(32)})
+            reread = client.get(f"/v1/searches/{saved['id']}")
+            assert reread.status_code == 200 and reread.json()["model_fingerprint"] == fingerprint_b, reread.text
+            np.testing.assert_allclose(searches.get(engine, None, saved["id"]).vector, stored.vector, atol=1e-6)
+
+            caught_up = posapl(["monitor", "run", "--root", str(root)], env)
+            assert caught_up.returncode == 0, caught_up.stderr
+            listed_matches = client.get(f"/v1/searches/{saved['id']}/matches").json()["matches"]
+        assert [(m["item_id"], m["version"]) for m in listed_matches] == [(m["item_id"], m["version"]) for m in found]
     finally:
         server.stop()
