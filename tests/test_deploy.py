@@ -207,6 +207,19 @@ def compose_config(tmp_path: Path, env_file: Path, *files: Path) -> subprocess.C
     )
 
 
+def published_ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port, from the short form that
+    docker-compose 1 prints ("127.0.0.1:55432:5432/tcp") or the long form of Compose v2."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", "0.0.0.0"), str(port["published"]), str(port["target"])))
+            continue
+        *host, target = port.split("/")[0].rsplit(":", 2)
+        found.append((host[0] if len(host) == 2 else "0.0.0.0", host[-1], target))
+    return found
+
+
 def gpu_devices(service: dict) -> list[dict]:
     return service["deploy"]["resources"]["reservations"]["devices"]
 
@@ -244,7 +257,9 @@ def test_api_and_reindex_share_the_state_database_service(tmp_path: Path) -> Non
     for name in ("api", "reindex"):
         assert services[name]["environment"]["POSAPL_STATE_DB"] == url
         assert services[name]["depends_on"] == {"state-db": {"condition": "service_healthy"}}
-    assert "ports" not in database, "only the other services reach the database"
+    assert [(ip, target) for ip, _, target in published_ports(database)] == [("127.0.0.1", "5432")], (
+        "published on the host's loopback only (for the host-networked Ray head), never to other machines"
+    )
 
 
 def test_compose_refuses_to_run_without_a_state_database_password(tmp_path: Path) -> None:
