@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from monitor.recompute import SearchVector, recompute, search_vector
 from monitor.searches import SavedSearch
+from service.errors import ServiceError
 from service.saved.access import call
 from service.search import Searcher
 
@@ -39,6 +40,11 @@ async def fresh(searcher: Searcher, db: sa.Engine, search: SavedSearch) -> Saved
     it; unchanged when nothing is left to compute from (see monitor.recompute.recompute)."""
     if search.fingerprint == searcher.live.fingerprint:
         return search
-    text_vector = await _text_vector(searcher, search.query)
+    try:
+        text_vector = await _text_vector(searcher, search.query)
+    except ServiceError as exc:  # e.g. a text longer than a since lowered POSAPL_MAX_QUERY_CHARS: still readable
+        if exc.status != 422:
+            raise
+        return search
     version = searcher.live.snapshot()
     return await call(recompute, db, search, version, text_vector, searcher.settings.feedback_background)
