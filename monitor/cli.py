@@ -22,7 +22,7 @@ ROOT_HELP = "index store root (default: POSAPL_INDEX_ROOT, else data/index); hol
 def run_monitor(settings: MonitorSettings) -> str:
     """Evaluate saved searches on unseen versions, record matches, then deliver webhooks (in that order)."""
     engine = open_engine(settings)
-    evaluations = matching.evaluate(engine, settings.root)
+    evaluations = matching.evaluate(engine, settings.root, settings.feedback_background)
     webhooks.queue_new_matches(engine)
     counts = webhooks.deliver_due(engine, settings)
     recorded = sum(e.recorded for e in evaluations)

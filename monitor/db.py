@@ -3,6 +3,11 @@
 SQLite waits up to `busy_timeout` for a writer (the update process and the service share the file) and
 enforces foreign keys; any other failure to connect is a `StateUnavailableError`, which the service answers
 with 503 while search keeps working.
+
+Every process migrates at first use (each api replica and worker, the nightly job, `posapl keys add`), so the
+upgrade holds a lock (PostgreSQL: a transaction-scoped advisory lock; SQLite: its write lock) from before it
+reads the schema revision: processes that start together on an empty database take turns, and all but the
+first find the schema at head and change nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_S = 5.0
 _migrated: set[str] = set()
 _lock = threading.Lock()
+# pg_advisory_xact_lock key of the schema upgrade: any constant the application uses for nothing else.
+MIGRATION_LOCK_KEY = 0x706F7361706C  # "posapl"
 
 
 class StateUnavailableError(RuntimeError):
@@ -39,12 +46,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DBAPI o
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Upgrade the schema to the newest revision shipped in monitor/migrations (idempotent)."""
+    """Upgrade the schema to the newest revision shipped in monitor/migrations (idempotent, and safe when
+    several processes do it at once: each waits for the database's write lock before reading the revision)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # held until the commit below, after the upgrade (PostgreSQL's DDL is transactional)
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now, not at the first CREATE
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        connection.commit()
 
 
 def open_engine(settings: MonitorSettings) -> sa.Engine:

@@ -5,6 +5,11 @@ new in version n when version n holds it and the version before it on disk did n
 with insert-or-ignore on UNIQUE(search, item), in the same transaction that advances the search's last
 evaluated version: a run killed before that commit evaluates the version again, a rollback and re-publish
 finds the same items again, and neither records (or alerts) a match twice.
+
+A version built by another model than the one that computed a search's vector is never scored with that
+vector, nor skipped: the vector is first computed again from the search's text and its labels' vectors in that
+version (monitor.recompute, as the API does when the search is read) and stored, so a search nobody opens
+after a model change still matches that night's items.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from index.store import IndexStore, IndexVersion
 from monitor import searches
 from monitor.db import now
+from monitor.query_encoder import StoreQueryEncoder
+from monitor.searches import SavedSearch
 from monitor.tables import matches, saved_searches
 
 log = logging.getLogger(__name__)
@@ -71,19 +78,43 @@ def _candidates(version: IndexVersion, new_ids: np.ndarray, filters: dict | None
     return np.intersect1d(new_ids, matching_ids(version, SearchFilters.model_validate(filters)))
 
 
-def evaluate(engine: sa.Engine, root: Path) -> list[Evaluation]:
-    """Evaluate every saved search on every published version it has not seen yet, up to the live one."""
+def _current(
+    engine: sa.Engine, search: SavedSearch, version: IndexVersion, encoder: StoreQueryEncoder, background_size: int
+) -> SavedSearch:
+    """The search with a vector of `version`'s model: as stored, or computed again (and stored) when the model
+    changed. Its fingerprint still differs when that could not be done: the caller then leaves it waiting."""
+    if search.vector is not None and search.fingerprint == version.manifest.fingerprint:
+        return search
+    from monitor.recompute import recompute
+
+    text_vector = None
+    if search.query:
+        try:
+            text_vector = encoder.encode(search.query, version.manifest.fingerprint)
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("saved search %d: its text cannot be encoded for index version %d: %s",
+                        search.id, version.number, exc)
+            return search
+    return recompute(engine, search, version, text_vector, background_size)
+
+
+def evaluate(engine: sa.Engine, root: Path, background_size: int) -> list[Evaluation]:
+    """Evaluate every saved search on every published version it has not seen yet, up to the live one.
+
+    background_size: the background sample of a `probe` search whose vector is computed again here."""
     store = IndexStore(root)
     live = store.current_version()
     if live is None:
         return []
+    encoder = StoreQueryEncoder(root)
     done: list[Evaluation] = []
     for search in searches.list_for(engine, None):
         pending = [n for n in store.versions() if n <= live and n > (search.last_version or 0)]
         for number in pending:
             with store.open(number, verify=False) as version:
+                search = _current(engine, search, version, encoder, background_size)
                 if search.vector is None or search.fingerprint != version.manifest.fingerprint:
-                    log.warning("saved search %d: vector of another model; re-save it to evaluate it", search.id)
+                    log.warning("saved search %d waits: no vector of index version %d's model", search.id, number)
                     break
                 new_ids = _candidates(version, new_item_ids(store, number, version), search.filters)
                 scores = version.image_vectors(new_ids) @ search.vector + search.intercept if len(new_ids) else []

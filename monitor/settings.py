@@ -21,6 +21,9 @@ class MonitorSettings(BaseSettings):
     state_db: str | None = Field(
         None, description="SQLAlchemy URL of a shared state database, e.g. postgresql+psycopg://user@host/db"
     )
+    feedback_background: int = Field(
+        1000, ge=1, description="background items a `probe` search samples when its vector is computed again"
+    )
     webhook_allow_private: bool = Field(
         False, description="allow webhook URLs on loopback, private and link-local addresses (tests, intranets)"
     )

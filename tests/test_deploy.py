@@ -20,11 +20,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
+import postgres_cluster
 import pytest
+import sqlalchemy as sa
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +42,9 @@ SCHEDULER_IN_IMAGE = "/usr/local/bin/posapl-nightly"
 # service's container: `docker compose run --rm reindex posapl index build ...`.
 FIRST_BUILD = ["posapl", "index", "build", "--images", "/srv/posapl/imagery", "--out", "/srv/posapl/index"]
 
-VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# The one variable without a default (the state database's password): every compose run needs it in .env.
+STATE_DB_PASSWORD = "POSAPL_STATE_DB_PASSWORD"
 
 
 def find_tool(name: str) -> str | None:
@@ -71,14 +75,17 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Compose variable substitution: ${VAR}, ${VAR:-default}, ${VAR-default} and $$."""
+    """Compose variable substitution: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}
+    and $$."""
 
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name, operator, default = match.groups()
-        if name in env and (operator != ":-" or env[name]):
+        if name in env and (not (operator or "").startswith(":") or env[name]):
             return env[name]
+        if operator and operator.endswith("?"):
+            raise AssertionError(f"compose would refuse to run without {name}: {default}")
         return default if operator else ""
 
     return VARIABLE.sub(substitute, text)
@@ -111,8 +118,12 @@ def free_port() -> int:
 class LocalService:
     """A compose service's command and environment with its volumes replaced by local folders."""
 
-    def __init__(self, compose: dict, name: str, values: Mapping[str, str], mounts: Mapping[str, Path]) -> None:
+    def __init__(
+        self, compose: dict, name: str, values: Mapping[str, str], mounts: Mapping[str, Path],
+        hosts: Mapping[str, str] | None = None,
+    ) -> None:
         service = compose["services"][name]
+        self.hosts = dict(hosts or {})
         command = service.get("command") or dockerfile_instruction(service_dockerfile(compose, name), "CMD")
         assert isinstance(command, list), f"{name}: use the exec (list) form for command"
         targets = {interpolate(v, values).split(":")[1] for v in service.get("volumes", [])}
@@ -128,9 +139,12 @@ class LocalService:
                 self.env[key] = self.local(interpolate(str(value), values))
 
     def local(self, text: str) -> str:
-        """`text` with each container mount point replaced by its local folder."""
+        """`text` with each container mount point replaced by its local folder, and each compose service
+        address (`state-db:5432`) by the local server that stands in for it."""
         for target, folder in self.mounts.items():
             text = re.sub(rf"{re.escape(target)}(?=/|$)", str(folder), text)
+        for address, local in self.hosts.items():
+            text = text.replace(f"@{address}/", f"@{local}/")
         return text
 
     def process_env(self, bin_dir: Path) -> dict[str, str]:
@@ -176,6 +190,14 @@ def test_hadolint_rejects_an_unpinned_base_image(tmp_path: Path) -> None:
     assert result.returncode != 0 and "DL3007" in result.stdout
 
 
+def with_password(tmp_path: Path, env_file: Path) -> Path:
+    """A copy of `env_file` that also sets the state database's password, as every real .env must."""
+    copy = tmp_path / f"{env_file.name}.with-password"
+    text = env_file.read_text() if env_file.is_file() else ""
+    copy.write_text(f"{text}\n{STATE_DB_PASSWORD}=c0ffee0123456789\n")
+    return copy
+
+
 def compose_config(tmp_path: Path, env_file: Path, *files: Path) -> subprocess.CompletedProcess:
     tool = require_tool("docker-compose", "apt-get install docker-compose")
     return subprocess.run(
@@ -183,6 +205,19 @@ def compose_config(tmp_path: Path, env_file: Path, *files: Path) -> subprocess.C
          "--env-file", str(env_file), "--profile", "train", "config"],
         capture_output=True, text=True, cwd=tmp_path,
     )
+
+
+def published_ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port, from the short form that
+    docker-compose 1 prints ("127.0.0.1:55432:5432/tcp") or the long form of Compose v2."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", "0.0.0.0"), str(port["published"]), str(port["target"])))
+            continue
+        *host, target = port.split("/")[0].rsplit(":", 2)
+        found.append((host[0] if len(host) == 2 else "0.0.0.0", host[-1], target))
+    return found
 
 
 def gpu_devices(service: dict) -> list[dict]:
@@ -193,18 +228,51 @@ def gpu_devices(service: dict) -> list[dict]:
 def test_compose_file_validates(tmp_path: Path, env_file: str) -> None:
     path = ENV_EXAMPLE if env_file == ".env.example" else tmp_path / "empty.env"
     path.touch()
-    result = compose_config(tmp_path, path)
+    result = compose_config(tmp_path, with_password(tmp_path, path))
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
-    assert {n for n, s in resolved.items() if "cluster" not in s.get("profiles", [])} == {"api", "reindex", "train"}
+    expected = {"api", "reindex", "state-db", "train"}
+    assert {n for n, s in resolved.items() if "cluster" not in s.get("profiles", [])} == expected
     assert resolved["api"]["healthcheck"]["test"][-1].endswith("timeout=4)")
     assert gpu_devices(resolved["train"])[0]["capabilities"] == ["gpu"]
     assert "reservations" not in resolved["api"]["deploy"]["resources"]
     assert resolved["reindex"]["command"][:2] == ["posapl-nightly", "--at"]
 
 
+def test_api_and_reindex_share_the_state_database_service(tmp_path: Path) -> None:
+    """The api mounts the index read-only, so saved searches cannot use SQLite in it: both services reach the
+    PostgreSQL of `state-db`, start once it answers, and its data outlives the container in a named volume."""
+    result = compose_config(tmp_path, with_password(tmp_path, ENV_EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    services = resolved["services"]
+    database = services["state-db"]
+    assert database["image"].startswith("postgres:") and database["image"] != "postgres:latest"
+    assert database["environment"]["POSTGRES_PASSWORD"] == "c0ffee0123456789"
+    assert database["healthcheck"]["test"][1] == "pg_isready"
+    mounts = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]] for v in database["volumes"]]
+    assert ["state-db", "/var/lib/postgresql/data"] in mounts
+    assert "state-db" in resolved["volumes"]
+    url = "postgresql://posapl:c0ffee0123456789@state-db:5432/posapl"
+    for name in ("api", "reindex"):
+        assert services[name]["environment"]["POSAPL_STATE_DB"] == url
+        assert services[name]["depends_on"] == {"state-db": {"condition": "service_healthy"}}
+    assert [(ip, target) for ip, _, target in published_ports(database)] == [("127.0.0.1", "5432")], (
+        "published on the host's loopback only (for the host-networked Ray head), never to other machines"
+    )
+
+
+def test_compose_refuses_to_run_without_a_state_database_password(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.touch()
+    for env_file in (empty, ENV_EXAMPLE):
+        result = compose_config(tmp_path, env_file)
+        assert result.returncode != 0 and STATE_DB_PASSWORD in result.stderr
+    assert "POSTGRES_PASSWORD: ${" + STATE_DB_PASSWORD + ":?" in COMPOSE.read_text(), "no default secret"
+
+
 def test_gpu_override_gives_api_and_reindex_a_cuda_image_and_a_gpu(tmp_path: Path) -> None:
-    result = compose_config(tmp_path, ENV_EXAMPLE, COMPOSE, COMPOSE_GPU)
+    result = compose_config(tmp_path, with_password(tmp_path, ENV_EXAMPLE), COMPOSE, COMPOSE_GPU)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
     assert resolved["api"]["build"]["args"] == {"RUNTIME": "cuda"}
@@ -219,7 +287,7 @@ def test_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:
     broken.write_text(COMPOSE.read_text().replace("restart: unless-stopped", "restart_policy: unless-stopped", 1))
     empty = tmp_path / "empty.env"
     empty.touch()
-    result = compose_config(tmp_path, empty, broken)
+    result = compose_config(tmp_path, with_password(tmp_path, empty), broken)
     assert result.returncode != 0 and "restart_policy" in result.stderr
 
 
@@ -279,9 +347,10 @@ def test_build_context_holds_only_sources(tmp_path: Path) -> None:
 
 
 SERVICE_SETTINGS = {
-    "api": "service.settings:ServiceSettings",
-    "reindex": "index.settings:IndexSettings",
-    "train": "training.settings:TrainSettings",
+    "api": ["service.settings:ServiceSettings"],
+    # the nightly update runs the saved-search monitor after each publish, which reads its own settings
+    "reindex": ["index.settings:IndexSettings", "monitor.settings:MonitorSettings"],
+    "train": ["training.settings:TrainSettings"],
 }
 NOT_POSAPL_SETTINGS = {"WEB_CONCURRENCY", "HF_HUB_OFFLINE"}  # read by uvicorn and huggingface_hub
 
@@ -289,9 +358,10 @@ NOT_POSAPL_SETTINGS = {"WEB_CONCURRENCY", "HF_HUB_OFFLINE"}  # read by uvicorn a
 @pytest.mark.parametrize("name", sorted(SERVICE_SETTINGS))
 def test_compose_passes_only_variables_the_service_reads(name: str) -> None:
     """A renamed settings field would otherwise leave a compose variable silently ignored."""
-    module, _, cls = SERVICE_SETTINGS[name].partition(":")
-    fields = getattr(importlib.import_module(module), cls).model_fields
-    known = {f"POSAPL_{field.upper()}" for field in fields} | NOT_POSAPL_SETTINGS
+    known = set(NOT_POSAPL_SETTINGS)
+    for settings in SERVICE_SETTINGS[name]:
+        module, _, cls = settings.partition(":")
+        known |= {f"POSAPL_{field.upper()}" for field in getattr(importlib.import_module(module), cls).model_fields}
     passed = set(load_compose()["services"][name].get("environment") or {})
     assert passed <= known, f"{name} gets variables its settings do not read: {sorted(passed - known)}"
 
@@ -323,8 +393,29 @@ def test_train_service_command_reaches_the_training_settings(tmp_path: Path, mon
 
 
 @pytest.fixture()
-def deployment(tmp_path: Path, data_dir: Path, tiny_arch_path: Path) -> dict:
-    """Local folders for the compose volumes, the test's .env values, and a posapl-nightly on PATH."""
+def state_db() -> Iterator[tuple[str, sa.Engine]]:
+    """A real PostgreSQL standing in for the `state-db` service: its `posapl` user and database, as the
+    postgres image creates them from POSTGRES_USER / POSTGRES_DB. Yields the local address and an engine."""
+    if not postgres_cluster.available():
+        pytest.skip(f"PostgreSQL binaries are not installed in {postgres_cluster.PG_BIN}")
+    with postgres_cluster.cluster() as url:
+        admin = sa.create_engine(url)
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            db.exec_driver_sql("CREATE ROLE posapl LOGIN")
+            db.exec_driver_sql("CREATE DATABASE posapl OWNER posapl")
+        admin.dispose()
+        address = url.split("@", 1)[1].split("/", 1)[0]
+        engine = sa.create_engine(f"postgresql+psycopg://posapl@{address}/posapl")
+        try:
+            yield address, engine
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture()
+def deployment(tmp_path: Path, data_dir: Path, tiny_arch_path: Path, state_db: tuple[str, sa.Engine]) -> dict:
+    """Local folders for the compose volumes, the test's .env values, a posapl-nightly on PATH, and the local
+    PostgreSQL that plays `state-db`."""
     images = sorted((data_dir / "rsicd" / "test").glob("*.jpg"))[:7]
     mounts = {f"/srv/posapl/{name}": tmp_path / name for name in ("index", "imagery", "checkpoints", "models", "data")}
     for folder in mounts.values():
@@ -342,8 +433,12 @@ def deployment(tmp_path: Path, data_dir: Path, tiny_arch_path: Path) -> dict:
         "POSAPL_PRETRAINED": "random",
         "POSAPL_RELOAD_POLL_S": "0.5",
         "POSAPL_REINDEX_WORKERS": "0",
+        STATE_DB_PASSWORD: "c0ffee0123456789",
     }
-    return {"mounts": mounts, "values": values, "bin": bin_dir, "new_image": images[6], "logs": tmp_path}
+    return {
+        "mounts": mounts, "values": values, "bin": bin_dir, "new_image": images[6], "logs": tmp_path,
+        "hosts": {"state-db:5432": state_db[0]}, "state_db": state_db[1],
+    }
 
 
 def run_logged(argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
@@ -362,8 +457,8 @@ def readiness(port: int) -> dict | None:
 def test_compose_services_run_outside_docker(deployment: dict) -> None:
     compose = load_compose()
     mounts, values, bin_dir, logs = deployment["mounts"], deployment["values"], deployment["bin"], deployment["logs"]
-    api = LocalService(compose, "api", values, mounts)
-    reindex = LocalService(compose, "reindex", values, mounts)
+    api = LocalService(compose, "api", values, mounts, deployment["hosts"])
+    reindex = LocalService(compose, "reindex", values, mounts, deployment["hosts"])
     port = free_port()
     api_argv = replace_option(replace_option(api.argv, "--host", "127.0.0.1"), "--port", str(port))
     healthcheck = [arg.replace("127.0.0.1:8000/", f"127.0.0.1:{port}/") for arg in compose["services"]["api"]
@@ -386,6 +481,18 @@ def test_compose_services_run_outside_docker(deployment: dict) -> None:
         check = subprocess.run(healthcheck, env=api.process_env(bin_dir), capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
 
+        # A key made in the reindex container (README: `docker compose run --rm reindex posapl keys add`) opens
+        # the api's saved searches: both reach the state-db service.
+        added = subprocess.run(["posapl", "keys", "add", "alice"], env=reindex.process_env(bin_dir), cwd=logs,
+                               capture_output=True, text=True)
+        assert added.returncode == 0, added.stdout + added.stderr
+        headers = {"Authorization": f"Bearer {added.stdout.strip().splitlines()[-1]}"}
+        base = f"http://127.0.0.1:{port}"
+        first = httpx.post(f"{base}/v1/search/text", json={"query": "a field", "k": 1}, timeout=60)
+        every_new_item = {"name": "all", "positive_ids": [first.json()["results"][0]["id"]], "threshold": -1.0}
+        created = httpx.post(f"{base}/v1/searches", json=every_new_item, headers=headers, timeout=60)
+        assert created.status_code == 201, created.text
+
         # One reindex cycle, run now instead of at night, picks up a new image and publishes version 2 ...
         shutil.copy(deployment["new_image"], mounts["/srv/posapl/imagery"])
         once = [reindex.argv[0], "--once", *reindex.argv[1:]]
@@ -393,9 +500,15 @@ def test_compose_services_run_outside_docker(deployment: dict) -> None:
         assert cycle.returncode == 0, cycle.stdout + cycle.stderr
         assert "published version 2: 7 items" in cycle.stdout
         assert "files: 0 changed, 1 new, 0 removed; items: 1 embedded, 0 reused, 0 removed" in cycle.stdout
+        # the job evaluated the saved search on the new item and recorded the match in the shared database
+        assert "saved searches: 1 evaluation(s), 1 new match(es)" in cycle.stdout, cycle.stdout + cycle.stderr
+        with deployment["state_db"].connect() as db:
+            assert db.exec_driver_sql("SELECT version FROM matches").scalars().all() == [2]
         assert (mounts["/srv/posapl/index"] / "CURRENT").read_text().strip() == "2"
         # ... which the api notices by itself.
         wait_for(lambda: ready(2), 15, "the api to switch to index version 2", alive=server)
+        matches = httpx.get(f"{base}/v1/searches/{created.json()['id']}/matches", headers=headers, timeout=60)
+        assert [m["version"] for m in matches.json()["matches"]] == [2], matches.text
     finally:
         server.terminate()
         try:

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_deploy import COMPOSE, ENV_EXAMPLE, REPO, gpu_devices, read_env_file, require_tool
+from test_deploy import (
+    COMPOSE,
+    ENV_EXAMPLE,
+    REPO,
+    gpu_devices,
+    published_ports,
+    read_env_file,
+    require_tool,
+    with_password,
+)
 
 from index.cli import register
 from index.settings import IndexSettings
+from monitor.settings import MonitorSettings
 from posapl.cli import settings_from_args
 
 
@@ -38,7 +48,7 @@ def test_cluster_profile_runs_the_nightly_update_on_the_cluster(
 ) -> None:
     path = ENV_EXAMPLE if env_file == ".env.example" else tmp_path / "empty.env"
     path.touch()
-    services = resolved_cluster(tmp_path, path)
+    services = resolved_cluster(tmp_path, with_password(tmp_path, path))
     assert {"ray-head", "ray-worker"} <= set(services)
     head, worker = services["ray-head"], services["ray-worker"]
     assert gpu_devices(worker)[0]["capabilities"] == ["gpu"]
@@ -70,6 +80,15 @@ def test_cluster_profile_runs_the_nightly_update_on_the_cluster(
     assert settings.ray_address == "auto" and settings.root == Path("/srv/posapl/index")
     assert settings.device == "cpu"
     assert any(v.split(":")[1:] == ["/srv/posapl/index", "rw"] for v in head["volumes"]), "the driver publishes"
+
+    # The job's after-publish step evaluates saved searches in the state database the api uses, reached through
+    # the port state-db publishes on the host's loopback (host networking cannot resolve `state-db`).
+    [(address, port, _)] = published_ports(services["state-db"])
+    shared = services["api"]["environment"]["POSAPL_STATE_DB"]
+    assert address == "127.0.0.1"
+    assert head["environment"]["POSAPL_STATE_DB"] == shared.replace("@state-db:5432/", f"@127.0.0.1:{port}/")
+    assert MonitorSettings().database_url().startswith("postgresql+psycopg://"), "not SQLite in the index folder"
+    assert head["depends_on"] == {"state-db": {"condition": "service_healthy"}}
 
 
 def test_cli_ray_flag_without_address_starts_a_local_cluster() -> None:

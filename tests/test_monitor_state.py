@@ -173,3 +173,26 @@ def test_an_unreachable_database_is_reported_as_unavailable(tmp_path: Path) -> N
     settings = MonitorSettings(root=tmp_path, state_db="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(StateUnavailableError):
         open_engine(settings)
+
+
+
+def test_processes_starting_together_on_an_empty_database_all_migrate(settings: MonitorSettings) -> None:
+    """Several api replicas and the nightly job may each reach a new database first; none may fail."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        barrier = manager.Barrier(4)
+        results = pool.starmap(_migrate_together, [(settings.database_url(), barrier)] * 4)
+    assert results == ["0001"] * 4
+
+
+def _migrate_together(url: str, barrier) -> str:  # noqa: ANN001 (a manager's Barrier proxy)
+    """In a fresh process, as a replica is: wait for the others, then upgrade the schema."""
+    from monitor.db import migrate
+
+    engine = sa.create_engine(url)
+    barrier.wait()
+    migrate(engine)
+    with engine.connect() as db:
+        return db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()

@@ -14,6 +14,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from monitor import searches as saved
+from monitor.recompute import VECTOR_FIELDS, missing_labels
 from monitor.searches import SavedSearch
 from monitor.webhooks import check_url
 from service.errors import ServiceError, error_responses
@@ -38,7 +39,6 @@ from service.state import ServiceState, get_state
 router = APIRouter(tags=["saved searches"], route_class=JsonRoute)
 State = Annotated[ServiceState, Depends(get_state)]
 SearchId = Annotated[int, Path(ge=1, le=2**31 - 1, description="id of one of this key's saved searches")]
-VECTOR_FIELDS = ("query", "positive_ids", "negative_ids", "method", "weights")
 
 
 def _out(state: ServiceState, search: SavedSearch) -> SavedSearchOut:
@@ -49,7 +49,7 @@ def _out(state: ServiceState, search: SavedSearch) -> SavedSearchOut:
         negative_weight=search.weights["negative"], filters=search.filters, threshold=search.threshold,
         feed_url=absolute(f"/v1/feeds/{search.feed_token}.atom"), webhook_url=search.webhook_url,
         model_fingerprint=search.fingerprint, last_version=search.last_version,
-        missing_labels=vectors.missing_labels(version, search.positive_ids + search.negative_ids),
+        missing_labels=missing_labels(version, search.positive_ids + search.negative_ids),
         created=search.created, updated=search.updated,
     )
 
@@ -63,16 +63,6 @@ def _check_webhook(state: ServiceState, url: str | None, secret: str | None) -> 
         check_url(url, state.settings.webhook_allow_private)
     except ValueError as exc:
         raise ServiceError(422, "bad_webhook_url", str(exc)) from None
-
-
-async def _fresh(state: ServiceState, db: Any, search: SavedSearch) -> SavedSearch:
-    """The search, its vector recomputed first when the serving model is not the one that computed it."""
-    if search.fingerprint == state.searcher.live.fingerprint:
-        return search
-    fields = {name: getattr(search, name) for name in VECTOR_FIELDS}
-    computed = await vectors.compute(state.searcher, fields, strict=False)
-    values = {"fingerprint": computed.fingerprint, "vector": computed.vector, "intercept": computed.intercept}
-    return await call(saved.update, db, search.owner, search.id, values)
 
 
 async def _owned(db: Any, owner: int, search_id: int) -> SavedSearch:
@@ -104,13 +94,13 @@ async def create_search(body: SavedSearchCreate, state: State, db: Engine, owner
 
 @router.get("/v1/searches", response_model=SavedSearchList, responses=error_responses(401, 503))
 async def list_searches(state: State, db: Engine, owner: Owner) -> SavedSearchList:
-    found = await call(saved.list_for, db, owner)
+    found = [await vectors.fresh(state.searcher, db, s) for s in await call(saved.list_for, db, owner)]
     return SavedSearchList(searches=[await asyncio.to_thread(_out, state, s) for s in found])
 
 
 @router.get("/v1/searches/{search_id}", response_model=SavedSearchOut, responses=error_responses(401, 404, 503))
 async def get_search(search_id: SearchId, state: State, db: Engine, owner: Owner) -> SavedSearchOut:
-    search = await _fresh(state, db, await _owned(db, owner, search_id))
+    search = await vectors.fresh(state.searcher, db, await _owned(db, owner, search_id))
     return await asyncio.to_thread(_out, state, search)
 
 

@@ -25,7 +25,8 @@ UNAVAILABLE = "the saved-search database is unavailable; search still works, try
 
 def monitor_settings(settings: ServiceSettings) -> MonitorSettings:
     return MonitorSettings(
-        root=settings.index_root, state_db=settings.state_db, webhook_allow_private=settings.webhook_allow_private
+        root=settings.index_root, state_db=settings.state_db, webhook_allow_private=settings.webhook_allow_private,
+        feedback_background=settings.feedback_background,
     )
 
 
