@@ -39,7 +39,6 @@ from index.settings import IndexSettings, StoreConfig
 from index.sources.catalogs import prepare_catalogs
 from index.store import ImageRecord, IndexIntegrityError, IndexStore, IndexVersion, SceneRecord
 from index.tiles import FilePlan, plan_file
-from index.vectors import stored_vectors
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
 
@@ -191,7 +190,7 @@ def _plan_images(
         live_records.setdefault(record.sha256, []).append(record)
     live_vectors: dict[int, np.ndarray] = {}
     if live is not None:
-        ids, vectors = stored_vectors(live.image_index)
+        ids, vectors = live.all_image_vectors()  # the exact floats, also for compressed kinds
         live_vectors = dict(zip(ids.tolist(), vectors))
     missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
     plan = ImagePlan([], [], [], missing)
