@@ -43,14 +43,20 @@ class ImageSearch:
         self.cpu_index = index
         self.vectors = vectors
         self.refine_factor = int(info.get("refine_factor") or 0) if info.get("kind") in COMPRESSED_KINDS else 0
+        self.recall_k = int(info.get("recall_k") or 1)
         self._id_rows: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.refine_factor:
-            _, candidates = self.index.search(queries, k * self.refine_factor)
+            _, candidates = self.index.search(queries, self.short_list(k))
             return rescore(queries, candidates, self.vectors.get, k)
         return self.index.search(queries, k)
+
+    def short_list(self, k: int) -> int:
+        """Candidates re-scored for a top k: refine_factor x K' at least, the list the recall was tuned on, so
+        a top 10 is as good as the top K' it belongs to (and not cut to 10 x factor)."""
+        return self.refine_factor * max(k, self.recall_k)
 
     def search_in(
         self, queries: np.ndarray, k: int, ids: np.ndarray, method: str = "auto"
@@ -62,7 +68,7 @@ class ImageSearch:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if method == "selector" or (method == "auto" and len(ids) > SUBSET_EXACT_MAX):
             want = min(k, len(ids))
-            scores, found = self._search_selected(queries, want * max(1, self.refine_factor), ids)
+            scores, found = self._search_selected(queries, self.short_list(want) if self.refine_factor else want, ids)
             if self.refine_factor:
                 scores, found = rescore(queries, found, self.vectors.get, want)
             if method == "selector" or (found >= 0).sum(axis=1).min() >= want:

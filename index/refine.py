@@ -1,7 +1,7 @@
 """Exact re-scoring of a compressed index's short list from the stored float vectors.
 
 A compressed index (8-bit scalar or product-quantised codes) ranks by approximate scores: close vectors can swap
-places and the true k-th neighbour can fall just outside the top k. Searching for k·factor candidates by codes
+places and the true k-th neighbour can fall just outside the top k. Searching for factor x K' candidates by codes
 and re-scoring those exactly puts them back in order, so the result equals exact search whenever the true top k
 is among the candidates. FAISS's IndexRefineFlat does the same with a second, in-RAM copy of every float vector;
 here the floats come from `lookup` (the version's memory-mapped vector file, index.vector_file), so RAM holds
@@ -35,13 +35,8 @@ def rescore(queries: np.ndarray, candidates: np.ndarray, lookup: Lookup, k: int)
 
 
 def search_refined(
-    index: faiss.Index,
-    queries: np.ndarray,
-    k: int,
-    factor: int,
-    lookup: Lookup,
-    params: faiss.SearchParameters | None = None,
+    index: faiss.Index, queries: np.ndarray, k: int, short_list: int, lookup: Lookup
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top k·factor by the index's codes (restricted by `params`' selector if any), re-scored exactly."""
-    _, candidates = index.search(queries, k * factor, params=params)
+    """Top `short_list` by the index's codes, the best k of them by exact scores."""
+    _, candidates = index.search(queries, max(k, short_list))
     return rescore(queries, candidates, lookup, k)

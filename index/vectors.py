@@ -17,7 +17,7 @@ FLAT_MAX_VECTORS says where the size threshold comes from. An approximate index'
 search parameter (efSearch for HNSW, nprobe for IVF) is tuned at build time: the smallest value whose
 recall@K' against exact search on held-out queries reaches the target. The choice, the parameters and the
 measured recall go into the manifest, and readers search with exactly those parameters.
-The compressed kinds (COMPRESSED_KINDS) rank by codes and re-score a short list of k·refine_factor candidates
+The compressed kinds (COMPRESSED_KINDS) rank by codes and re-score a short list of refine_factor x K' candidates
 exactly from the float vectors (index.refine), which a version keeps on disk and readers memory-map
 (index.vector_file); their recall is measured with that re-scoring. Vectors are added a chunk at a time
 (ADD_CHUNK) and k-means trains on a sample, so `vectors` may be a memory map larger than RAM.
@@ -253,10 +253,11 @@ def row_lookup(vectors: np.ndarray, ids: np.ndarray) -> Lookup:
 def search_with(
     index: faiss.Index, info: dict[str, Any], queries: np.ndarray, k: int, lookup: Lookup
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Search as a reader does with these manifest settings: compressed kinds re-score their short list."""
+    """Search as a reader does with these manifest settings: compressed kinds re-score a short list of
+    refine_factor x max(k, recall_k) candidates (index.image_search.ImageSearch.short_list)."""
     factor = info.get("refine_factor")
     if info.get("kind") in COMPRESSED_KINDS and factor:
-        return search_refined(index, queries, k, int(factor), lookup)
+        return search_refined(index, queries, k, int(factor) * max(k, int(info.get("recall_k", 1))), lookup)
     return index.search(queries, k)
 
 
