@@ -121,7 +121,7 @@ def choose_kind(count: int, dim: int, spec: IndexSpec) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
-def _add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
+def add_in_chunks(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
     """Add a chunk at a time, so a memory-mapped `vectors` is never copied whole into RAM."""
     for start in range(0, len(ids), ADD_CHUNK):
         chunk = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
@@ -138,7 +138,7 @@ def _sample(vectors: np.ndarray, cap: int, seed: int) -> np.ndarray:
 
 def _flat(vectors: np.ndarray, ids: np.ndarray) -> faiss.Index:
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-    _add(index, vectors, ids)
+    add_in_chunks(index, vectors, ids)
     return index
 
 
@@ -147,7 +147,7 @@ def _sq8(vectors: np.ndarray, ids: np.ndarray, seed: int) -> faiss.Index:
     inner = faiss.IndexScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     inner.train(_sample(vectors, PQ_TRAIN_POINTS, seed))
     index = faiss.IndexIDMap2(inner)
-    _add(index, vectors, ids)
+    add_in_chunks(index, vectors, ids)
     return index
 
 
@@ -155,7 +155,7 @@ def _hnsw(vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec) -> faiss.Index:
     inner = faiss.IndexHNSWFlat(vectors.shape[1], spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index = faiss.IndexIDMap2(inner)
-    _add(index, vectors, ids)
+    add_in_chunks(index, vectors, ids)
     return index
 
 
@@ -184,11 +184,11 @@ def _ivf(vectors: np.ndarray, ids: np.ndarray, kind: str, nlist: int, seed: int,
         resources = faiss.StandardGpuResources()
         gpu_index = faiss.index_cpu_to_gpu(resources, 0, index)
         gpu_index.train(sample)
-        _add(gpu_index, vectors, ids)
+        add_in_chunks(gpu_index, vectors, ids)
         index = faiss.index_gpu_to_cpu(gpu_index)
     else:
         index.train(sample)
-        _add(index, vectors, ids)
+        add_in_chunks(index, vectors, ids)
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # lets readers fetch a stored vector by its id
     return index
 
@@ -291,7 +291,7 @@ def tune(
     }
 
 
-def _fixed(kind: str, spec: IndexSpec, nlist: int | None) -> dict[str, int] | None:
+def given_setting(kind: str, spec: IndexSpec, nlist: int | None) -> dict[str, int] | None:
     """The search setting given explicitly, or None when it is to be tuned."""
     if kind == "hnsw":
         return None if spec.ef_search is None else {"ef_search": spec.ef_search}
@@ -335,8 +335,9 @@ def build_index(
         index = _ivf(vectors, ids, kind, max(1, nlist), seed, pq_m)
         nlist = int(faiss.extract_index_ivf(index).nlist)
         info = {"kind": kind, "nlist": nlist, **({"pq_m": pq_m, "pq_bits": PQ_BITS} if kind == "ivf-pq" else {})}
+        info["trained_on"] = len(vectors)  # index.ivf_append retrains once enough has been appended since
     held_out, described = tuning_queries(vectors, queries, seed)
-    measured = tune(index, kind, vectors, ids, held_out, spec, _fixed(kind, spec, nlist))
+    measured = tune(index, kind, vectors, ids, held_out, spec, given_setting(kind, spec, nlist))
     info.update(measured, tuning_queries=described, reason=reason)
     if spec.kind == "auto" and kind == "ivf" and info["nprobe"] > MAX_PROBED_SHARE * info["nlist"]:
         why = (

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.ivf_append import append_to_live
 from index.layout import IMAGE_VECTORS, IMAGES_INDEX
 from index.refine import rescore
 from index.store import IndexVersion, open_version
 from index.vector_file import VectorFile, write_vector_files
-from index.vectors import IndexSpec, row_lookup
+from index.vectors import IndexSpec, row_lookup, search_with
 from tests.test_filtered_search import clustered, publish_store
 
 COUNT = 1200
@@ -90,3 +91,31 @@ def test_memory_mapped_version_answers_as_the_one_read_into_ram(tmp_path: Path, 
             index_file = str(mapped.path / IMAGES_INDEX)
             assert str(mapped.path / IMAGE_VECTORS) in maps
             assert index_file in maps  # FAISS maps the codes (IVF lists, flat and 8-bit codes) instead of reading
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivf-pq"])
+def test_update_appends_to_the_live_lists_until_the_share_calls_for_retraining(
+    tmp_path: Path, small, kind: str
+) -> None:
+    vectors, ids, captions = small
+    spec = IndexSpec(kind=kind, nlist=8, pq_m=6)
+    publish_store(tmp_path, vectors[:1000], ids[:1000], captions, spec)
+    # the next archive: 50 items gone, 150 new (15% of it, below APPEND_MAX_SHARE)
+    next_vectors, next_ids = vectors[50:1150], ids[50:1150]
+    with open_version(tmp_path) as live:
+        assert live.manifest.index["trained_on"] == 1000
+        appended = append_to_live(live, "test", next_vectors, next_ids, spec, captions)
+        assert appended is not None
+        index, info = appended
+        assert (info["kind"], info["trained_on"], info["appended"], info["nlist"]) == (kind, 1000, 150, 8)
+        assert "appended 150 and removed 50" in info["reason"] and info["recall"] > 0
+        assert index.ntotal == 1100
+        new = next_vectors[-150:]
+        _, found = search_with(index, info, new, 1, row_lookup(next_vectors, next_ids))
+        assert np.array_equal(found[:, 0], next_ids[-150:])  # every appended item is found by its own vector
+        _, anywhere = search_with(index, info, vectors[:50], 20, row_lookup(next_vectors, next_ids))
+        assert not np.isin(anywhere, ids[:50]).any()  # removed items are gone from the lists
+        # more than APPEND_MAX_SHARE new, another model, or another kind: train afresh
+        assert append_to_live(live, "test", vectors[500:], ids[500:], spec, captions) is None  # 200 new of 700
+        assert append_to_live(live, "another model", next_vectors, next_ids, spec, captions) is None
+        assert append_to_live(live, "test", next_vectors, next_ids, IndexSpec(kind="sq8"), captions) is None
