@@ -15,7 +15,8 @@ Contract (names are stable; see index.layout for the files):
         .number: int, .path: Path, .manifest: Manifest
         .image_index: faiss.Index     ids = image ids (int64), vectors L2-normalised -> inner product = cosine
         .caption_index: faiss.Index   ids = caption ids (int64)
-        .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result)
+        .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result);
+                                               compressed kinds re-score a short list exactly (index.image_search)
         .search_captions(queries, k) -> same, over the caption bank
         .search_images_in(queries, k, ids) -> same, ranking only the given image ids (a filter's matches), all
                                                of them eligible: exact scoring of their stored vectors for a
@@ -47,7 +48,8 @@ Contract (names are stable; see index.layout for the files):
         .stac(scene_ids) -> {scene id: StacRecord} of the scenes made from STAC items (index.stac_meta)
         .image_ids_by_stac(collections, cloud_cover_max, platforms) -> int64 ids whose item matches (None = any)
         .scene_footprints() -> [(id, GeoJSON text | None)] of every scene, in archive order (folder, path)
-        .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
+        .to_gpu() -> None                      move the FAISS indexes to GPU 0 when faiss sees a GPU (the image index
+                                               of hnsw, sq8 and ivf-pq stays on the CPU)
 
     Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
         fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, its parameters
@@ -172,7 +174,9 @@ class IndexVersion:
     def to_gpu(self) -> None:
         if faiss.get_num_gpus() > 0:
             resources = faiss.StandardGpuResources()
-            if self.manifest.index.get("kind", "flat") != "hnsw":  # FAISS has no GPU HNSW: it stays on the CPU
+            # FAISS has no GPU HNSW; sq8's short list (up to 32 x K') can pass the GPU's k limit of 2,048, and
+            # ivf-pq on a GPU is untried here: those stay on the CPU, their codes memory-mapped
+            if self.manifest.index.get("kind", "flat") not in ("hnsw", "sq8", "ivf-pq"):
                 self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
                 self._images.index = self.image_index  # filtered search keeps the CPU copy
             self.caption_index = faiss.index_cpu_to_gpu(resources, 0, self.caption_index)
