@@ -25,6 +25,9 @@ def test_index_info_matches_the_built_index(client: httpx.Client) -> None:
     assert info["embedding_dim"] == 32
     assert len(info["model_fingerprint"]) == 64
     assert info["created"].startswith("20")
+    index = info["image_index"]  # what an item costs: its codes in RAM and its float vector on disk
+    assert index["kind"] == "flat" and index["bytes_per_item"] >= 4 * 32
+    assert index["vector_file_bytes_per_item"] >= 4 * 32
 
 
 def test_metrics_expose_routes_stages_version_and_batches(client: httpx.Client) -> None:

@@ -37,7 +37,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.filtered_search",
         "exact filters: subset vs ID-selector crossover; filtered vs unfiltered latency at 100k items",
     ),
-    "scale": ("benchmarks.scale", "1M embedding-like vectors: exact vs the auto-chosen index, latency, recall@10"),
+    "scale": (
+        "benchmarks.scale",
+        "1M embedding-like vectors: exact vs each index kind as served (mmap, refine), recall@10 per query set",
+    ),
+    "index-drift": ("benchmarks.index_drift", "IVF nightly append vs retraining: nprobe, recall as new scenes come"),
     "peer": ("benchmarks.peer_clip_retrieval", "same queries against clip-retrieval's `clip back`, alternating"),
     "ray-overhead": ("benchmarks.ray_overhead", "images/s embedding through Ray Data vs in-process, same CPUs"),
     "soak": ("benchmarks.soak", "minutes of mixed load with index updates and swaps: errors, p50/p95, server RSS"),

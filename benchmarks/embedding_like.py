@@ -62,11 +62,17 @@ def nearest_cosine(vectors: np.ndarray, sample: int = 500, seed: int = 0) -> flo
 def mixed_archive(seeds: np.ndarray, count: int, noise: float, seed: int = 0) -> np.ndarray:
     """`count` unit vectors, each w·a + (1-w)·b + noise (a, b random seed rows, w ~ U(0,1), |noise| = `noise`
     relative to the seeds' centred spread), built in blocks so 1M x 512 needs no second 2 GB temporary."""
+    out = np.empty((count, seeds.shape[1]), dtype=np.float32)
+    fill_mixed(out, seeds, noise, seed)
+    return out
+
+
+def fill_mixed(out: np.ndarray, seeds: np.ndarray, noise: float, seed: int = 0) -> None:
+    """Fill `out` (an array or a memory-mapped .npy, for archives larger than RAM) as `mixed_archive` draws."""
     rng = np.random.default_rng(seed)
     centre = seeds.mean(axis=0)
     spread = float(np.median(np.linalg.norm(seeds - centre, axis=1)))
-    out = np.empty((count, seeds.shape[1]), dtype=np.float32)
-    step = 50_000
+    count, step = len(out), 50_000
     for start in range(0, count, step):
         n = min(step, count - start)
         weight = rng.random((n, 1), dtype=np.float32)
@@ -76,4 +82,29 @@ def mixed_archive(seeds: np.ndarray, count: int, noise: float, seed: int = 0) ->
         block += jitter
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[start : start + n] = block
-    return out
+
+
+GAP_NORM = 0.82  # distance between CLIP ViT-B/32's image and text embedding centres on MSCOCO (Liang et al., 2022)
+
+
+def query_sets(
+    seeds: np.ndarray, captions: np.ndarray, count: int, noise: float, seed: int = 0, gap_norm: float = GAP_NORM
+) -> dict[str, np.ndarray]:
+    """Query sets that behave like a trained CLIP's text queries, and the worst case:
+
+    - "image+noise": held-out image-like vectors (fresh mixtures, never in the archive) plus noise;
+    - "gap-shifted": those plus one constant modality-gap vector (the direction from the mean image to the mean
+      caption embedding of the seeds, scaled to `gap_norm`), re-normalised: a trained CLIP's text and image
+      embeddings sit in two cones a near-constant offset apart (Liang et al., 2022, "Mind the Gap"); the random
+      model's own gap is far wider than a trained one's, so only its direction is used;
+    - "captions": the random-weight model's caption embeddings, nearly orthogonal to every image vector, so
+      the nearest neighbours are almost ties: the worst case for any pruning index.
+    """
+    held_out = mixed_archive(seeds, count, noise, seed + 101)
+    gap = (captions.mean(axis=0) - seeds.mean(axis=0)).astype(np.float32)
+    gap *= np.float32(gap_norm) / np.linalg.norm(gap)
+    shifted = held_out + gap
+    shifted /= np.linalg.norm(shifted, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed + 102)
+    chosen = captions[rng.choice(len(captions), min(count, len(captions)), replace=False)]
+    return {"image+noise": held_out, "gap-shifted": shifted, "captions": np.ascontiguousarray(chosen)}

@@ -20,6 +20,7 @@ from index.report import NothingToIndexError, RunReport, summary
 from index.settings import IndexSettings, StoreConfig
 from index.sources.stac import catalog_file
 from index.store import IndexIntegrityError, IndexStore
+from index.vectors import INDEX_KINDS
 from posapl.cli import settings_from_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -249,8 +250,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="IVF-Flat image index instead of exact search (archives above ~1M images)",
     )
     build.add_argument(
-        "--index-kind", choices=["auto", "flat", "hnsw", "ivf", "ivf-sq8"], help="image index (default auto: by size)"
+        "--index-kind",
+        choices=list(INDEX_KINDS),
+        help="image index (default auto: by size); sq8/ivf-sq8/ivf-pq keep codes in RAM and re-score exactly",
     )
+    build.add_argument("--refine-factor", type=int, help="compressed kinds: K' x this candidates re-scored exactly")
+    build.add_argument("--pq-m", type=int, help="ivf-pq: bytes of code per image (default dim / 8)")
     build.add_argument("--nlist", type=int, help="IVF lists (capped at images/39)")
     build.add_argument("--nprobe", type=int, help="IVF lists searched per query")
     build.add_argument("--max-pixels", type=int, help="larger images are skipped as decompression bombs")

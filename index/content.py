@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from index.captions import embed_bank, load_corpus
+from index.ivf_append import append_to_live
 from index.profiles import compute_profiles
 from index.progress import stage
 from index.publish import VersionContent
@@ -75,13 +76,17 @@ def version_content(
     extra_manifest: dict[str, Any],
     known_image_profiles: tuple[np.ndarray, np.ndarray] | None,
     progress: bool = False,
+    live: IndexVersion | None = None,
 ) -> VersionContent:
+    """The next version; an IVF image index is updated in place of the live one's while its quantiser still
+    fits (index.ivf_append), else built afresh."""
     caption_texts, caption_vectors = captions
     image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
     image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
     with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):
-        image_index, index_info = build_index(image_vectors, image_ids, spec, queries=caption_vectors)
+        appended = append_to_live(live, model.fingerprint(), image_vectors, image_ids, spec, caption_vectors)
+        image_index, index_info = appended or build_index(image_vectors, image_ids, spec, queries=caption_vectors)
         caption_index, _ = build_index(caption_vectors, caption_ids, IndexSpec(kind="flat"))
     profiles, profile_info = compute_profiles(
         image_ids, image_vectors, caption_ids, caption_vectors, config.profile_points, known_image_profiles, progress

@@ -196,6 +196,7 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
                 {"caption_digest": digest, "counts": {"duplicates": counts["duplicates"]}, "decode": decode},
                 reusable_image_profiles(live, captions_reused, config.profile_points),
                 settings.progress,
+                live,
             )
             with stage("writing, verifying and publishing the version", settings.progress):
                 number, status = publish(root, content, config.keep_versions, pause), "published"

@@ -17,7 +17,6 @@ from index.scan import ScannedFile
 from index.settings import StoreConfig
 from index.store import ImageRecord, IndexVersion
 from index.tiles import FilePlan
-from index.vectors import stored_vectors
 
 
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
@@ -54,7 +53,7 @@ def plan_images(
         live_records.setdefault(record.sha256, []).append(record)
     live_vectors: dict[int, np.ndarray] = {}
     if live is not None:
-        ids, vectors = stored_vectors(live.image_index)
+        ids, vectors = live.all_image_vectors()  # the exact floats, also for compressed kinds
         live_vectors = dict(zip(ids.tolist(), vectors))
     missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
     plan = ImagePlan([], [], [], missing)

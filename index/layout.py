@@ -6,6 +6,9 @@ ROOT/.lock                         flock target: one writer at a time
 ROOT/last-run.json                 report of the latest build/update run (counts, skipped and ignored files, reasons)
 ROOT/versions/<n>/images.faiss     image vectors, FAISS ids = image ids
 ROOT/versions/<n>/captions.faiss   caption-bank vectors, FAISS ids = caption ids
+ROOT/versions/<n>/image_ids.npy    every image id, ascending (int64)
+ROOT/versions/<n>/image_vectors.npy  the image vectors in that order (float32), memory-mapped by readers for exact
+                                   scoring (index.vector_file)
 ROOT/versions/<n>/meta.sqlite      tables images (index items), scenes, footprints (R*Tree), captions, skipped,
                                    pixel_digests (index.reuse)
 ROOT/versions/<n>/profiles.npz     re-ranking profiles: image_ids, image_profiles, caption_ids, caption_profiles
@@ -22,7 +25,7 @@ import hashlib
 import os
 from pathlib import Path
 
-FORMAT = "posapl-index/2"  # 2: tiles (windows), scenes table, WGS84 footprints and their R*Tree
+FORMAT = "posapl-index/3"  # 2: tiles, scenes, WGS84 footprints and their R*Tree; 3: image vectors as .npy files
 CURRENT = "CURRENT"
 CONFIG = "config.json"
 LOCK = ".lock"
@@ -36,8 +39,10 @@ IMAGES_INDEX = "images.faiss"
 CAPTIONS_INDEX = "captions.faiss"
 META = "meta.sqlite"
 PROFILES = "profiles.npz"
+IMAGE_IDS = "image_ids.npy"
+IMAGE_VECTORS = "image_vectors.npy"
 MANIFEST = "manifest.json"
-VERSION_FILES = (IMAGES_INDEX, CAPTIONS_INDEX, META, PROFILES)
+VERSION_FILES = (IMAGES_INDEX, CAPTIONS_INDEX, META, PROFILES, IMAGE_IDS, IMAGE_VECTORS)
 
 ID_MASK = (1 << 63) - 1
 

@@ -33,6 +33,8 @@ from index.layout import (
     CAPTIONS_INDEX,
     CURRENT,
     FORMAT,
+    IMAGE_IDS,
+    IMAGE_VECTORS,
     IMAGES_INDEX,
     LOCK,
     MANIFEST,
@@ -49,6 +51,7 @@ from index.manifest import IndexIntegrityError, read_manifest, verify_files
 from index.records import ImageRecord, SceneRecord
 from index.stac_meta import StacRecord, write_stac
 from index.store import IndexStore, IndexVersion
+from index.vector_file import write_vector_files
 
 
 class StoreBusyError(RuntimeError):
@@ -184,6 +187,8 @@ def write_version(directory: Path, number: int, content: VersionContent) -> None
     directory.mkdir(parents=True)
     faiss.write_index(content.image_index, str(directory / IMAGES_INDEX))
     faiss.write_index(content.caption_index, str(directory / CAPTIONS_INDEX))
+    image_ids = np.fromiter((r.id for r in content.image_records), dtype=np.int64, count=len(content.image_records))
+    write_vector_files(directory / IMAGE_IDS, directory / IMAGE_VECTORS, image_ids, content.image_vectors)
     _write_meta(directory / META, content)
     with open(directory / PROFILES, "wb") as handle:
         np.savez(handle, **content.profiles)
@@ -191,11 +196,17 @@ def write_version(directory: Path, number: int, content: VersionContent) -> None
     for name in VERSION_FILES:
         _fsync_file(directory / name)
         files[name] = {"sha256": file_sha256(directory / name), "bytes": (directory / name).stat().st_size}
+    count = max(1, len(content.image_records))
+    measured = {  # what each image costs: codes (+ ids) in RAM, float vectors on disk (memory-mapped)
+        "bytes_per_item": round(files[IMAGES_INDEX]["bytes"] / count, 1),
+        "vector_file_bytes_per_item": round(files[IMAGE_VECTORS]["bytes"] / count, 1),
+    }
     manifest = {
         "format": FORMAT,
         "version": number,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **content.manifest,
+        "index": {**content.manifest.get("index", {}), **measured},
         "counts": {
             **content.manifest.get("counts", {}),
             "images": len(content.image_records),

@@ -36,7 +36,7 @@ class StoreFields(BaseModel):
     )
     arch: str | None = Field(None, description=f"zero-shot architecture; none = the checkpoint's, or {DEFAULT_ARCH}")
     preset: Literal["rsitmd", "rsicd"] = "rsitmd"
-    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivf-sq8"] = Field(
+    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivf-sq8", "sq8", "ivf-pq"] = Field(
         "auto", description="image index; auto chooses by archive size and memory budget (index.vectors)"
     )
     nlist: int | None = Field(None, ge=1, description="IVF lists; None = about 4*sqrt(images)")
@@ -66,6 +66,10 @@ class StoreFields(BaseModel):
     )
     recall_target: float = Field(0.99, gt=0, le=1, description="recall@recall_k an approximate index is tuned to")
     recall_k: int = Field(100, ge=1, description="K' of the recall target (the service's re-ranking candidates)")
+    refine_factor: int | None = Field(
+        None, ge=1, description="compressed kinds: K' x this candidates re-scored exactly; None = tuned or default"
+    )
+    pq_m: int | None = Field(None, ge=1, description="ivf-pq: bytes of code per image; None = dim / 8")
 
     def index_spec(self) -> IndexSpec:
         return IndexSpec(
@@ -78,6 +82,8 @@ class StoreFields(BaseModel):
             memory_mib=self.index_memory_mib,
             recall_target=self.recall_target,
             recall_k=self.recall_k,
+            refine_factor=self.refine_factor,
+            pq_m=self.pq_m,
         )
 
     tile_sizes: list[int] = Field(

@@ -15,7 +15,8 @@ Contract (names are stable; see index.layout for the files):
         .number: int, .path: Path, .manifest: Manifest
         .image_index: faiss.Index     ids = image ids (int64), vectors L2-normalised -> inner product = cosine
         .caption_index: faiss.Index   ids = caption ids (int64)
-        .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result)
+        .search_images(queries (Q,D) float32, k) -> (scores (Q,k) float32, ids (Q,k) int64; -1 = no result);
+                                               compressed kinds re-score a short list exactly (index.image_search)
         .search_captions(queries, k) -> same, over the caption bank
         .search_images_in(queries, k, ids) -> same, ranking only the given image ids (a filter's matches), all
                                                of them eligible: exact scoring of their stored vectors for a
@@ -28,7 +29,9 @@ Contract (names are stable; see index.layout for the files):
                                                across the antimeridian) and/or a valid geometry
         .image_ids_by_gsd(low, high) -> int64 ids whose ground sample distance is within the bounds
         .image_ids_of_scenes(scene_ids) -> int64 ids of every item of those scenes
-        .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image)
+        .image_vectors(ids) -> (N,D) float32    stored vectors (e.g. to query with an indexed image), read from
+                                               the memory-mapped vector file; KeyError for an unknown id
+        .all_image_vectors() -> (ids, vectors) every stored vector, ids ascending (views of the memory map)
         .image(id) -> ImageRecord              KeyError when unknown;  .images(ids) -> list[ImageRecord | None]
         .all_images() -> list[ImageRecord];  .all_captions() -> list[CaptionRecord]
         .image_ids() / .caption_ids() -> int64 arrays;  .skipped() -> [(path, reason)] of files left out
@@ -45,7 +48,8 @@ Contract (names are stable; see index.layout for the files):
         .stac(scene_ids) -> {scene id: StacRecord} of the scenes made from STAC items (index.stac_meta)
         .image_ids_by_stac(collections, cloud_cover_max, platforms) -> int64 ids whose item matches (None = any)
         .scene_footprints() -> [(id, GeoJSON text | None)] of every scene, in archive order (folder, path)
-        .to_gpu() -> None                      move both FAISS indexes to GPU 0 when faiss sees a GPU
+        .to_gpu() -> None                      move the FAISS indexes to GPU 0 when faiss sees a GPU (the image index
+                                               of hnsw, sq8 and ivf-pq stays on the CPU)
 
     Manifest: format, version, created (ISO-8601 UTC), model (fingerprint, checkpoint, pretrained, arch, preset),
         fingerprint (shortcut), dim, counts (images, captions, skipped, duplicates), index (kind, its parameters
@@ -69,9 +73,13 @@ import numpy as np
 import shapely
 import shapely.geometry
 
+from index.image_search import SUBSET_EXACT_MAX as SUBSET_EXACT_MAX  # re-exported: callers import it here
+from index.image_search import ImageSearch, read_faiss
 from index.layout import (
     CAPTIONS_INDEX,
     CURRENT,
+    IMAGE_IDS,
+    IMAGE_VECTORS,
     IMAGES_INDEX,
     MANIFEST,
     META,
@@ -89,13 +97,10 @@ from index.records import (
     scene_record,
 )
 from index.stac_meta import StacRecord, has_stac, image_ids_by_stac, stac_of_scenes
+from index.vector_file import VectorFile
 from index.vectors import set_search_parameter
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
-# Up to this many ids, gathering their stored vectors and scoring them exactly beats a FAISS search with an ID
-# selector over the whole index; above it the selector wins (filtered-search-crossover rows of
-# benchmarks/RESULTS.md, 100k vectors: exact faster at 300 ids, the selector at 1,000 and more).
-SUBSET_EXACT_MAX = 300
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
@@ -103,7 +108,7 @@ def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
 class IndexVersion:
     """One published version, loaded and checked; see the module docstring for the contract."""
 
-    def __init__(self, number: int, path: Path, verify: bool = True) -> None:
+    def __init__(self, number: int, path: Path, verify: bool = True, mmap: bool = True) -> None:
         self.number = number
         self.path = path
         self.manifest = read_manifest(path / MANIFEST)
@@ -112,13 +117,13 @@ class IndexVersion:
         if verify:
             verify_files(path, self.manifest)
         try:
-            self.image_index = faiss.read_index(str(path / IMAGES_INDEX))
-            self.caption_index = faiss.read_index(str(path / CAPTIONS_INDEX))
-        except RuntimeError as exc:
-            raise IndexIntegrityError(f"{path}: unreadable FAISS index: {exc}") from exc
+            self.image_index = read_faiss(path / IMAGES_INDEX, self.manifest.index.get("kind", "flat"), mmap)
+            self.caption_index = read_faiss(path / CAPTIONS_INDEX, "flat", mmap)
+            vectors = VectorFile(path / IMAGE_IDS, path / IMAGE_VECTORS)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise IndexIntegrityError(f"{path}: unreadable FAISS index or vector file: {exc}") from exc
         set_search_parameter(self.image_index, self.manifest.index)
-        self._cpu_image_index = self.image_index  # the subset search runs on the CPU copy
-        self._id_rows: tuple[np.ndarray, np.ndarray] | None = None
+        self._images = ImageSearch(self.image_index, vectors, self.manifest.index)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
@@ -152,6 +157,7 @@ class IndexVersion:
             n_captions = self._db.execute("SELECT count(*) FROM captions").fetchone()[0]
         found = {
             "image vectors": (self.image_index.ntotal, counts["images"]),
+            "stored image vectors": (len(self._images.vectors), counts["images"]),
             "image rows": (n_images, counts["images"]),
             "image profiles": (len(self._image_rows), counts["images"]),
             "caption vectors": (self.caption_index.ntotal, counts["captions"]),
@@ -168,24 +174,27 @@ class IndexVersion:
     def to_gpu(self) -> None:
         if faiss.get_num_gpus() > 0:
             resources = faiss.StandardGpuResources()
-            if self.manifest.index.get("kind", "flat") != "hnsw":  # FAISS has no GPU HNSW: it stays on the CPU
+            # FAISS has no GPU HNSW; sq8's short list (up to 32 x K') can pass the GPU's k limit of 2,048, and
+            # ivf-pq on a GPU is untried here: those stay on the CPU, their codes memory-mapped
+            if self.manifest.index.get("kind", "flat") not in ("hnsw", "sq8", "ivf-pq"):
                 self.image_index = faiss.index_cpu_to_gpu(resources, 0, self.image_index)
+                self._images.index = self.image_index  # filtered search keeps the CPU copy
             self.caption_index = faiss.index_cpu_to_gpu(resources, 0, self.caption_index)
             self._gpu_resources = resources
 
-    def _search(self, index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
             raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        return index.search(queries, k)
+        return queries
 
     def search_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._search(self.image_index, queries, k)
+        return self._images.search(self._queries(queries, k), k)
 
     def search_captions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._search(self.caption_index, queries, k)
+        return self.caption_index.search(self._queries(queries, k), k)
 
     def search_images_in(
         self, queries: np.ndarray, k: int, ids: np.ndarray, method: str = "auto"
@@ -195,76 +204,7 @@ class IndexVersion:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.manifest.dim:
             raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
-        ids = np.unique(np.asarray(ids, dtype=np.int64))
-        k = max(1, k)
-        if len(ids) == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        if method == "selector" or (method == "auto" and len(ids) > SUBSET_EXACT_MAX):
-            scores, found = self._search_selected(queries, min(k, len(ids)), ids)
-            if method == "selector" or (found >= 0).sum(axis=1).min() >= min(k, len(ids)):
-                return _pad(scores, found, k)
-            # an approximate index can miss members of a sparse selection: score them all exactly instead
-        return _pad(*self._score_exactly(queries, min(k, len(ids)), ids), k)
-
-    def _rows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sorted ids, row of each) of an IndexIDMap2 image index, built once per version; None for IVF."""
-        index = self._cpu_image_index
-        if not isinstance(index, faiss.IndexIDMap2):
-            return None
-        with self._lock:
-            if self._id_rows is None:
-                id_map = faiss.vector_to_array(index.id_map).astype(np.int64)
-                order = np.argsort(id_map, kind="stable")
-                self._id_rows = (id_map[order], order)
-        return self._id_rows
-
-    def _flat_vectors(self) -> np.ndarray | None:
-        """The float vectors of an IDMap2 index over Flat or HNSW-Flat storage, as a view (no copy)."""
-        index = self._cpu_image_index
-        if not isinstance(index, faiss.IndexIDMap2):
-            return None
-        inner = faiss.downcast_index(index.index)
-        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
-        if not isinstance(storage, faiss.IndexFlat) or storage.ntotal == 0:
-            return None
-        return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, storage.d)
-
-    def _score_exactly(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        matrix, rows = self._flat_vectors(), self._rows()
-        if matrix is not None and rows is not None:
-            vectors = matrix[rows[1][np.searchsorted(rows[0], ids)]]
-        else:
-            vectors = self._cpu_image_index.reconstruct_batch(ids)
-        scores = queries @ vectors.T  # (Q, m)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top]
-
-    def _search_selected(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS search restricted to `ids`: a bitmap over the rows of an IDMap2 index's inner index (one bit
-        test per vector, no hashing), or a hash set of ids inside an IVF index's lists."""
-        index = self._cpu_image_index
-        rows = self._rows()
-        if rows is not None:
-            sorted_ids, order = rows
-            members = order[np.searchsorted(sorted_ids, ids)]
-            bits = np.zeros((index.ntotal + 7) // 8, dtype=np.uint8)
-            np.bitwise_or.at(bits, members >> 3, (1 << (members & 7)).astype(np.uint8))
-            selector = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
-            inner = faiss.downcast_index(index.index)
-            if isinstance(inner, faiss.IndexHNSW):
-                # the graph walk visits members and non-members alike: widen the beam by the inverse of the
-                # selected share so about as many members are seen as unfiltered search sees vectors
-                ef = max(inner.hnsw.efSearch, k) * index.ntotal // len(ids)
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(min(index.ntotal, ef)))
-            else:
-                params = faiss.SearchParameters(sel=selector)
-            scores, found = inner.search(queries, k, params=params)
-            id_map = faiss.vector_to_array(index.id_map) if found.size else np.zeros(0, np.int64)
-            return scores, np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
-        selector = faiss.IDSelectorBatch(ids)
-        ivf = faiss.extract_index_ivf(index)
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-        return index.search(queries, k, params=params)
+        return self._images.search_in(queries, k, ids, method)
 
     def image_ids_in_time(
         self, min_mtime: float | None, max_mtime: float | None, among: np.ndarray | None = None
@@ -343,14 +283,11 @@ class IndexVersion:
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
     def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
-        index = self._cpu_image_index
-        out = np.empty((len(ids), self.manifest.dim), dtype=np.float32)
-        for row, image_id in enumerate(ids):
-            try:
-                out[row] = index.reconstruct(int(image_id))
-            except RuntimeError as exc:
-                raise KeyError(int(image_id)) from exc
-        return out
+        return self._images.vectors.get(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+    def all_image_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids ascending, their vectors): read-only views of the memory-mapped vector file, no copy."""
+        return self._images.vectors.ids, self._images.vectors.vectors
 
     def images(self, ids: list[int] | np.ndarray) -> list[ImageRecord | None]:
         wanted = [int(i) for i in ids]
@@ -535,17 +472,6 @@ class IndexStore:
         if not path.is_dir():
             raise IndexIntegrityError(f"{self.root}: version {number} does not exist")
         return IndexVersion(number, path, verify=verify)
-
-
-def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Widen (Q, k') results to (Q, k) with FAISS's "no result" (-1, -inf) when fewer than k exist."""
-    if scores.shape[1] >= k:
-        return scores, ids
-    extra = k - scores.shape[1]
-    return (
-        np.pad(scores, ((0, 0), (0, extra)), constant_values=-np.inf).astype(np.float32),
-        np.pad(ids, ((0, 0), (0, extra)), constant_values=-1),
-    )
 
 
 def open_version(root: str | Path, number: int | None = None, verify: bool = True) -> IndexVersion:

@@ -5,7 +5,10 @@ above a size threshold, and compressed codes only when the float vectors do not 
 
     kind "auto":  n < flat_max            -> flat     exact inner product (what evaluation measures)
                   float vectors <= budget  -> ivf      IVF-Flat: exact vectors in inverted lists
-                  otherwise                -> ivf-sq8  IVF with 8-bit scalar-quantised codes (4x smaller)
+                  8-bit codes <= budget    -> ivf-sq8  IVF with 8-bit scalar-quantised codes (4x smaller)
+                  otherwise                -> ivf-pq   IVF with product-quantised codes (dim/8 bytes: 32x smaller)
+    kinds "sq8" and "ivf-pq" may also be asked for: sq8 scans every 8-bit code (no lists, no training beyond
+    the per-dimension ranges), the cheap compressed scan for archives whose codes fit in RAM.
     kind "hnsw" (override only): an HNSW graph over the exact vectors. In a trial on two loaded cores its build
     took 48 s for 30k vectors where IVF took 8 s, and every nightly update rebuilds the index, so auto does not
     pick it.
@@ -14,8 +17,10 @@ FLAT_MAX_VECTORS says where the size threshold comes from. An approximate index'
 search parameter (efSearch for HNSW, nprobe for IVF) is tuned at build time: the smallest value whose
 recall@K' against exact search on held-out queries reaches the target. The choice, the parameters and the
 measured recall go into the manifest, and readers search with exactly those parameters.
-Every index answers `reconstruct(id)`, so the filtered search can score a subset of stored vectors exactly and
-an update can reuse stored vectors (for ivf-sq8 those are the decoded 8-bit codes, not the original floats).
+The compressed kinds (COMPRESSED_KINDS) rank by codes and re-score a short list of refine_factor x K' candidates
+exactly from the float vectors (index.refine), which a version keeps on disk and readers memory-map
+(index.vector_file); their recall is measured with that re-scoring. Vectors are added a chunk at a time
+(ADD_CHUNK) and k-means trains on a sample, so `vectors` may be a memory map larger than RAM.
 Training and adding IVF run on a GPU when FAISS sees one; the file on disk is always a CPU index.
 """
 
@@ -27,8 +32,16 @@ from typing import Any
 import faiss
 import numpy as np
 
+from index.refine import Lookup, search_refined
+
 MIN_POINTS_PER_LIST = 39  # FAISS's own lower bound for a k-means centroid to be trained meaningfully
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8", "sq8", "ivf-pq")
+COMPRESSED_KINDS = ("sq8", "ivf-sq8", "ivf-pq")  # ranked by codes, re-scored exactly (index.refine)
+REFINE_FACTORS = (1, 2, 4, 8, 16, 32)  # sq8 tunes its short list over these; IVF kinds use DEFAULT_REFINE
+DEFAULT_REFINE = {"ivf-sq8": 2, "ivf-pq": 8}  # PQ codes rank coarsely: a longer list to re-score
+PQ_BITS = 8
+PQ_TRAIN_POINTS = 64 * 2**PQ_BITS  # k-means sample of each PQ sub-quantiser (FAISS asks for >= 39 x 256)
+ADD_CHUNK = 100_000  # vectors converted and added at a time (200 MB of float32 at 512 d)
 # Exact search of one query over 100k x 512 vectors takes 7.5-12 ms on one core of the 2-core CPU (query-latency
 # rows of 2026-12-04 12:46 in benchmarks/RESULTS.md, quiet machine), 79 ms over 1M (scale rows of 12:57): below
 # about 50k vectors a scan stays under ~6 ms and exact search, which has no recall to lose, is kept. Above it
@@ -57,23 +70,36 @@ class IndexSpec:
     memory_mib: int | None = None  # budget for the image index in memory; None = no limit
     recall_target: float = 0.99
     recall_k: int = 100  # K' the service hands to re-ranking
+    refine_factor: int | None = None  # compressed kinds: candidates re-scored = k x this; None = tuned/default
+    pq_m: int | None = None  # ivf-pq: bytes per vector (sub-quantisers); None = dim / 8
 
     def validate(self, dim: int) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}")
-        for name in ("nlist", "nprobe", "ef_search"):
+        for name in ("nlist", "nprobe", "ef_search", "refine_factor", "pq_m"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.hnsw_m < 4 or not 0 < self.recall_target <= 1 or self.recall_k < 1 or self.flat_max < 0:
             raise ValueError("need hnsw_m >= 4, 0 < recall_target <= 1, recall_k >= 1 and flat_max >= 0")
+        if self.kind == "ivf-pq" and dim % pq_subquantizers(dim, self) != 0:
+            raise ValueError(f"ivf-pq needs pq_m dividing the dimension {dim}, got {pq_subquantizers(dim, self)}")
+
+
+def pq_subquantizers(dim: int, spec: IndexSpec) -> int:
+    """Bytes per vector of ivf-pq codes: as given, else dim / 8 (PQ64 at 512 d, 8 dims per sub-quantiser)."""
+    return spec.pq_m or max(1, dim // 8)
 
 
 def index_bytes(kind: str, count: int, dim: int, hnsw_m: int = 32) -> int:
     """Memory an index of `kind` needs for `count` vectors (ids and lists included, roughly)."""
     floats = count * dim * 4
+    if kind == "sq8":
+        return count * (dim + 8)
     if kind == "ivf-sq8":
         return count * (dim + 16)
+    if kind == "ivf-pq":
+        return count * (max(1, dim // 8) + 16)
     if kind == "hnsw":
         return floats + count * (hnsw_m * 2 * 4 + 8 * 3)  # level-0 links dominate the graph
     return floats + count * 16
@@ -86,17 +112,42 @@ def choose_kind(count: int, dim: int, spec: IndexSpec) -> tuple[str, str]:
     if count < max(spec.flat_max, MIN_POINTS_PER_LIST):
         return "flat", f"auto: {count} vectors < {spec.flat_max} (exact search is cheap at this size)"
     budget = None if spec.memory_mib is None else spec.memory_mib * 2**20
-    for kind in ("ivf", "ivf-sq8"):
+    kinds = ("ivf", "ivf-sq8", "ivf-pq") if dim % pq_subquantizers(dim, spec) == 0 else ("ivf", "ivf-sq8")
+    for kind in kinds:
         need = index_bytes(kind, count, dim, spec.hnsw_m)
-        if budget is None or need <= budget or kind == "ivf-sq8":
+        if budget is None or need <= budget or kind == kinds[-1]:
             fits = "no memory budget" if budget is None else f"{need / 2**20:.0f} MiB within {spec.memory_mib} MiB"
             return kind, f"auto: {count} vectors >= {spec.flat_max}; {fits}"
     raise AssertionError("unreachable")
 
 
+def add_in_chunks(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add a chunk at a time, so a memory-mapped `vectors` is never copied whole into RAM."""
+    for start in range(0, len(ids), ADD_CHUNK):
+        chunk = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
+        index.add_with_ids(chunk, ids[start : start + ADD_CHUNK])
+
+
+def _sample(vectors: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """At most `cap` rows drawn without replacement, in file order (a forward read of a memory map)."""
+    if len(vectors) <= cap:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), cap, replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
+
+
 def _flat(vectors: np.ndarray, ids: np.ndarray) -> faiss.Index:
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-    index.add_with_ids(vectors, ids)
+    add_in_chunks(index, vectors, ids)
+    return index
+
+
+def _sq8(vectors: np.ndarray, ids: np.ndarray, seed: int) -> faiss.Index:
+    """8-bit codes over every vector; training only finds each dimension's range (from a sample)."""
+    inner = faiss.IndexScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    inner.train(_sample(vectors, PQ_TRAIN_POINTS, seed))
+    index = faiss.IndexIDMap2(inner)
+    add_in_chunks(index, vectors, ids)
     return index
 
 
@@ -104,7 +155,7 @@ def _hnsw(vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec) -> faiss.Index:
     inner = faiss.IndexHNSWFlat(vectors.shape[1], spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index = faiss.IndexIDMap2(inner)
-    index.add_with_ids(vectors, ids)
+    add_in_chunks(index, vectors, ids)
     return index
 
 
@@ -114,35 +165,37 @@ def default_nlist(count: int) -> int:
     return max(1, min(target, count // MIN_POINTS_PER_LIST))
 
 
-def _ivf(vectors: np.ndarray, ids: np.ndarray, kind: str, nlist: int, seed: int) -> faiss.Index:
+def _ivf(vectors: np.ndarray, ids: np.ndarray, kind: str, nlist: int, seed: int, pq_m: int) -> faiss.Index:
     dim = vectors.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
-    if kind == "ivf-sq8":
+    cap = nlist * TRAIN_POINTS_PER_LIST
+    if kind == "ivf-pq":
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, PQ_BITS, faiss.METRIC_INNER_PRODUCT)
+        cap = max(cap, PQ_TRAIN_POINTS)
+    elif kind == "ivf-sq8":
         index = faiss.IndexIVFScalarQuantizer(
             quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
     else:
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    sample = vectors
-    cap = nlist * TRAIN_POINTS_PER_LIST
-    if len(vectors) > cap:
-        sample = vectors[np.random.default_rng(seed).choice(len(vectors), cap, replace=False)]
+    sample = _sample(vectors, cap, seed)
     if faiss.get_num_gpus() > 0 and kind == "ivf":
         resources = faiss.StandardGpuResources()
         gpu_index = faiss.index_cpu_to_gpu(resources, 0, index)
         gpu_index.train(sample)
-        gpu_index.add_with_ids(vectors, ids)
+        add_in_chunks(gpu_index, vectors, ids)
         index = faiss.index_gpu_to_cpu(gpu_index)
     else:
         index.train(sample)
-        index.add_with_ids(vectors, ids)
+        add_in_chunks(index, vectors, ids)
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # lets readers fetch a stored vector by its id
     return index
 
 
 def set_search_parameter(index: faiss.Index, info: dict[str, Any]) -> None:
-    """Apply the manifest's search parameter (nprobe or efSearch) to a loaded index."""
+    """Apply the manifest's search parameter (nprobe or efSearch) to a loaded index (refine_factor is the
+    reader's: index.refine)."""
     if info.get("kind", "flat").startswith("ivf") and info.get("nprobe"):
         faiss.extract_index_ivf(index).nprobe = int(info["nprobe"])
     elif info.get("kind") == "hnsw" and info.get("ef_search"):
@@ -157,7 +210,7 @@ def tuning_queries(vectors: np.ndarray, queries: np.ndarray | None, seed: int) -
     if queries is not None and len(queries):
         chosen = queries[rng.choice(len(queries), min(TUNE_QUERIES, len(queries)), replace=False)]
         return np.ascontiguousarray(chosen, dtype=np.float32), f"{len(chosen)} caption-bank vectors"
-    chosen = vectors[rng.choice(len(vectors), min(TUNE_QUERIES, len(vectors)), replace=False)].copy()
+    chosen = np.array(vectors[np.sort(rng.choice(len(vectors), min(TUNE_QUERIES, len(vectors)), replace=False))])
     noise = rng.standard_normal(chosen.shape).astype(np.float32)
     noise *= TUNE_NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
     chosen += noise
@@ -171,43 +224,66 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def _candidates(kind: str, index: faiss.Index, k: int) -> list[int]:
+def _candidates(kind: str, index: faiss.Index, k: int, refine_factor: int) -> list[dict[str, int]]:
+    """Search settings to try, cheapest first."""
     if kind == "hnsw":
         values, ef = [], 16
         while ef < 4096:
             values.append(max(ef, k))
             ef *= 2
-        return sorted(set([*values, 4096]))
+        return [{"ef_search": value} for value in sorted(set([*values, 4096]))]
+    if kind == "sq8":
+        return [{"refine_factor": factor} for factor in REFINE_FACTORS]
     nlist = faiss.extract_index_ivf(index).nlist
     values, nprobe = [], 1
     while nprobe < nlist:
         values.append(nprobe)
         nprobe *= 2
-    return [*values, nlist]
+    extra = {"refine_factor": refine_factor} if kind in COMPRESSED_KINDS else {}
+    return [{"nprobe": value, **extra} for value in [*values, nlist]]
+
+
+def row_lookup(vectors: np.ndarray, ids: np.ndarray) -> Lookup:
+    """ids -> their rows of `vectors` (which are in `ids`' order), for re-scoring while tuning."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    return lambda wanted: np.asarray(vectors[order[np.searchsorted(sorted_ids, wanted)]], dtype=np.float32)
+
+
+def search_with(
+    index: faiss.Index, info: dict[str, Any], queries: np.ndarray, k: int, lookup: Lookup
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search as a reader does with these manifest settings: compressed kinds re-score a short list of
+    refine_factor x max(k, recall_k) candidates (index.image_search.ImageSearch.short_list)."""
+    factor = info.get("refine_factor")
+    if info.get("kind") in COMPRESSED_KINDS and factor:
+        return search_refined(index, queries, k, int(factor) * max(k, int(info.get("recall_k", 1))), lookup)
+    return index.search(queries, k)
 
 
 def tune(
     index: faiss.Index, kind: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, spec: IndexSpec,
-    fixed: int | None,
+    fixed: dict[str, int] | None,
 ) -> dict[str, Any]:
-    """The smallest search parameter reaching recall@K' >= target on `queries` (or the given one), and the
+    """The cheapest search setting reaching recall@K' >= target on `queries` (or the given one), and the
     recall it measured. Exact truth comes from a brute-force scan of `vectors` (no second copy)."""
     k = min(spec.recall_k, len(vectors))
     _, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     truth = ids[rows]
-    name = "ef_search" if kind == "hnsw" else "nprobe"
+    lookup = row_lookup(vectors, ids)
+    refine_factor = spec.refine_factor or DEFAULT_REFINE.get(kind, 1)
     sweep = []
-    for value in [fixed] if fixed is not None else _candidates(kind, index, k):
-        set_search_parameter(index, {"kind": kind, name: value})
-        _, found = index.search(queries, k)
-        sweep.append({name: value, "recall": recall_at(found, truth)})
+    for setting in [fixed] if fixed is not None else _candidates(kind, index, k, refine_factor):
+        set_search_parameter(index, {"kind": kind, **setting})
+        _, found = search_with(index, {"kind": kind, **setting}, queries, k, lookup)
+        sweep.append({**setting, "recall": recall_at(found, truth)})
         if fixed is None and sweep[-1]["recall"] >= spec.recall_target:
             break
-    best = sweep[-1]
-    set_search_parameter(index, {"kind": kind, name: best[name]})
+    best = {name: int(value) for name, value in sweep[-1].items() if name != "recall"}
+    set_search_parameter(index, {"kind": kind, **best})
     return {
-        name: int(best[name]),
-        "recall": round(float(best["recall"]), 4),
+        **best,
+        "recall": round(float(sweep[-1]["recall"]), 4),
         "recall_k": k,
         "recall_target": spec.recall_target,
         "tuned": fixed is None,
@@ -215,16 +291,29 @@ def tune(
     }
 
 
+def given_setting(kind: str, spec: IndexSpec, nlist: int | None) -> dict[str, int] | None:
+    """The search setting given explicitly, or None when it is to be tuned."""
+    if kind == "hnsw":
+        return None if spec.ef_search is None else {"ef_search": spec.ef_search}
+    if kind == "sq8":
+        return None if spec.refine_factor is None else {"refine_factor": spec.refine_factor}
+    if spec.nprobe is None or nlist is None:
+        return None
+    extra = {"refine_factor": spec.refine_factor or DEFAULT_REFINE[kind]} if kind in COMPRESSED_KINDS else {}
+    return {"nprobe": min(spec.nprobe, nlist), **extra}
+
+
 def build_index(
     vectors: np.ndarray, ids: np.ndarray, spec: IndexSpec, seed: int = 0, queries: np.ndarray | None = None
 ) -> tuple[faiss.Index, dict[str, Any]]:
     """A CPU index holding `vectors` under `ids`, and its description for the manifest.
 
-    `queries` (e.g. the caption bank's vectors) are what an approximate index is tuned on; without them, archive
-    vectors plus noise stand in. An IVF index needs enough vectors to train; below MIN_POINTS_PER_LIST any kind
-    falls back to exact search.
+    `vectors` may be a float32 memory map (it is read a chunk at a time). `queries` (e.g. the caption bank's
+    vectors) are what an approximate index is tuned on; without them, archive vectors plus noise stand in. An
+    IVF index needs enough vectors to train; below MIN_POINTS_PER_LIST any kind falls back to exact search.
     """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise ValueError(f"vectors {vectors.shape} and ids {ids.shape} do not match")
@@ -234,17 +323,22 @@ def build_index(
         if kind != "flat":
             reason = f"{reason}; too few vectors ({len(vectors)}) to train, exact instead"
         return _flat(vectors, ids), {"kind": "flat", "reason": reason}
+    nlist = None
     if kind == "hnsw":
         index = _hnsw(vectors, ids, spec)
         info: dict[str, Any] = {"kind": kind, "hnsw_m": spec.hnsw_m, "ef_construction": HNSW_EF_CONSTRUCTION}
-        fixed = spec.ef_search
+    elif kind == "sq8":
+        index, info = _sq8(vectors, ids, seed), {"kind": kind}
     else:
         nlist = min(spec.nlist, len(vectors) // MIN_POINTS_PER_LIST) if spec.nlist else default_nlist(len(vectors))
-        index = _ivf(vectors, ids, kind, max(1, nlist), seed)
-        info = {"kind": kind, "nlist": int(faiss.extract_index_ivf(index).nlist)}
-        fixed = None if spec.nprobe is None else min(spec.nprobe, info["nlist"])
+        pq_m = pq_subquantizers(vectors.shape[1], spec)
+        index = _ivf(vectors, ids, kind, max(1, nlist), seed, pq_m)
+        nlist = int(faiss.extract_index_ivf(index).nlist)
+        info = {"kind": kind, "nlist": nlist, **({"pq_m": pq_m, "pq_bits": PQ_BITS} if kind == "ivf-pq" else {})}
+        info["trained_on"] = len(vectors)  # index.ivf_append retrains once enough has been appended since
     held_out, described = tuning_queries(vectors, queries, seed)
-    info.update(tune(index, kind, vectors, ids, held_out, spec, fixed), tuning_queries=described, reason=reason)
+    measured = tune(index, kind, vectors, ids, held_out, spec, given_setting(kind, spec, nlist))
+    info.update(measured, tuning_queries=described, reason=reason)
     if spec.kind == "auto" and kind == "ivf" and info["nprobe"] > MAX_PROBED_SHARE * info["nlist"]:
         why = (
             f"{reason}; IVF needed nprobe {info['nprobe']} of {info['nlist']} lists for recall@{info['recall_k']} "

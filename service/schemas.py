@@ -379,7 +379,7 @@ class ImageSearchResponse(BaseModel):
 class ImageIndexInfo(BaseModel):
     """How the image index searches: chosen at build time by archive size (see the README's index section)."""
 
-    kind: str = Field(..., description="flat (exact), ivf, ivf-sq8 or hnsw")
+    kind: str = Field(..., description="flat (exact), ivf, hnsw, or codes re-scored exactly: sq8, ivf-sq8, ivf-pq")
     reason: str | None = Field(None, description="why this kind: auto rule or an explicit setting")
     nlist: int | None = None
     nprobe: int | None = None
@@ -388,6 +388,10 @@ class ImageIndexInfo(BaseModel):
     recall: float | None = Field(None, description="recall@recall_k against exact search, measured at build time")
     recall_k: int | None = None
     tuning_queries: str | None = Field(None, description="the held-out queries the recall was measured on")
+    refine_factor: int | None = Field(None, description="compressed kinds: K' x this candidates re-scored exactly")
+    pq_m: int | None = Field(None, description="ivf-pq: bytes of code per image")
+    bytes_per_item: float | None = Field(None, description="index file (codes, ids, lists) per image, memory-mapped")
+    vector_file_bytes_per_item: float | None = Field(None, description="float vectors on disk per image (exact scores)")
 
 
 class IndexInfo(BaseModel):
