@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
     tune_captions, test_captions = captions[order[: len(order) // 2]], captions[order[len(order) // 2 :]]
     sets = query_sets(seeds, test_captions, args.queries, args.noise, args.seed)
     ids_path, vectors_path, generate_s = _archive(args, seeds)
-    stored = VectorFile(ids_path, vectors_path)
+    stored = VectorFile.open(ids_path, vectors_path)
     base, ids = stored.vectors, stored.ids
     data = {
         "vectors": args.vectors,

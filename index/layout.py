@@ -26,6 +26,11 @@ import os
 from pathlib import Path
 
 FORMAT = "posapl-index/3"  # 2: tiles, scenes, WGS84 footprints and their R*Tree; 3: image vectors as .npy files
+# Versions readers still open: a store written by the previous release keeps serving after an upgrade, and its
+# next update reuses its vectors instead of embedding the whole archive again (index.store reads a format-2
+# version's vectors back from its FAISS index, which every kind of that release could reconstruct).
+PREVIOUS_FORMAT = "posapl-index/2"
+READABLE_FORMATS = (PREVIOUS_FORMAT, FORMAT)
 CURRENT = "CURRENT"
 CONFIG = "config.json"
 LOCK = ".lock"
@@ -42,7 +47,8 @@ PROFILES = "profiles.npz"
 IMAGE_IDS = "image_ids.npy"
 IMAGE_VECTORS = "image_vectors.npy"
 MANIFEST = "manifest.json"
-VERSION_FILES = (IMAGES_INDEX, CAPTIONS_INDEX, META, PROFILES, IMAGE_IDS, IMAGE_VECTORS)
+VECTOR_FILES = (IMAGE_IDS, IMAGE_VECTORS)  # new in format 3
+VERSION_FILES = (IMAGES_INDEX, CAPTIONS_INDEX, META, PROFILES, *VECTOR_FILES)
 
 ID_MASK = (1 << 63) - 1
 

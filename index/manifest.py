@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from index.layout import FORMAT, VERSION_FILES, file_sha256
+from index.layout import PREVIOUS_FORMAT, READABLE_FORMATS, VECTOR_FILES, VERSION_FILES, file_sha256
 
 
 class IndexIntegrityError(ValueError):
@@ -63,17 +63,18 @@ def read_manifest(path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise IndexIntegrityError(f"{path} is not a JSON object")
     manifest = Manifest.from_dict(data)
-    if manifest.format != FORMAT:
+    if manifest.format not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{path} has format {manifest.format!r}, this version reads {FORMAT!r}: rebuild the index "
-            "(`posapl index build`; `posapl index update` rebuilds it too)"
+            f"{path} has format {manifest.format!r}, this version reads {' and '.join(READABLE_FORMATS)}: rebuild "
+            "the index (`posapl index build`; `posapl index update` rebuilds it too)"
         )
     return manifest
 
 
 def verify_files(directory: Path, manifest: Manifest) -> None:
     """Every version file is listed, present, of the recorded size and sha256."""
-    missing = [name for name in VERSION_FILES if name not in manifest.files]
+    required = [n for n in VERSION_FILES if manifest.format != PREVIOUS_FORMAT or n not in VECTOR_FILES]
+    missing = [name for name in required if name not in manifest.files]
     if missing:
         raise IndexIntegrityError(f"{directory}: manifest lists no checksum for {', '.join(missing)}")
     for name, expected in manifest.files.items():

@@ -83,6 +83,7 @@ from index.layout import (
     IMAGES_INDEX,
     MANIFEST,
     META,
+    PREVIOUS_FORMAT,
     PROFILES,
     VERSIONS,
 )
@@ -98,7 +99,7 @@ from index.records import (
 )
 from index.stac_meta import StacRecord, has_stac, image_ids_by_stac, stac_of_scenes
 from index.vector_file import VectorFile
-from index.vectors import set_search_parameter
+from index.vectors import set_search_parameter, stored_vectors
 
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
@@ -119,7 +120,10 @@ class IndexVersion:
         try:
             self.image_index = read_faiss(path / IMAGES_INDEX, self.manifest.index.get("kind", "flat"), mmap)
             self.caption_index = read_faiss(path / CAPTIONS_INDEX, "flat", mmap)
-            vectors = VectorFile(path / IMAGE_IDS, path / IMAGE_VECTORS)
+            if self.manifest.format == PREVIOUS_FORMAT:
+                vectors = VectorFile.from_index(*stored_vectors(self.image_index))
+            else:
+                vectors = VectorFile.open(path / IMAGE_IDS, path / IMAGE_VECTORS)
         except (RuntimeError, OSError, ValueError) as exc:
             raise IndexIntegrityError(f"{path}: unreadable FAISS index or vector file: {exc}") from exc
         set_search_parameter(self.image_index, self.manifest.index)

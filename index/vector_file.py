@@ -42,14 +42,25 @@ def write_vector_files(
 class VectorFile:
     """Read-only view of a version's image vectors; safe to share between threads (numpy reads only)."""
 
-    def __init__(self, ids_path: Path, vectors_path: Path) -> None:
-        # plain ndarray views of the maps (the map stays open through .base), so slices are ordinary arrays
-        self.ids = np.asarray(np.load(ids_path, mmap_mode="r"))
-        self.vectors = np.asarray(np.load(vectors_path, mmap_mode="r"))
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """`ids` ascending and their `vectors` in that order; `open` maps them from a version's files."""
+        self.ids, self.vectors = ids, vectors
         if self.ids.ndim != 1 or self.vectors.ndim != 2 or len(self.ids) != len(self.vectors):
             raise ValueError(f"{len(self.ids)} ids for {self.vectors.shape} vectors")
         if self.vectors.dtype != np.float32 or self.ids.dtype != np.int64:
             raise ValueError(f"vectors must be float32 and ids int64, got {self.vectors.dtype} and {self.ids.dtype}")
+
+    @classmethod
+    def open(cls, ids_path: Path, vectors_path: Path) -> VectorFile:
+        """The files `write_vector_files` wrote, memory-mapped."""
+        # plain ndarray views of the maps (the map stays open through .base), so slices are ordinary arrays
+        return cls(np.asarray(np.load(ids_path, mmap_mode="r")), np.asarray(np.load(vectors_path, mmap_mode="r")))
+
+    @classmethod
+    def from_index(cls, ids: np.ndarray, vectors: np.ndarray) -> VectorFile:
+        """Vectors reconstructed from a FAISS index (a version written before the vector files), held in RAM."""
+        order = np.argsort(ids, kind="stable")
+        return cls(np.ascontiguousarray(ids[order], dtype=np.int64), np.ascontiguousarray(vectors[order], np.float32))
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -29,7 +29,7 @@ def test_vector_file_returns_each_id_its_own_row(tmp_path: Path) -> None:
     vectors = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
     ids = np.random.default_rng(1).permutation(10_000)[:500].astype(np.int64)
     write_vector_files(tmp_path / "ids.npy", tmp_path / "v.npy", ids, vectors, chunk=64)  # several chunks
-    stored = VectorFile(tmp_path / "ids.npy", tmp_path / "v.npy")
+    stored = VectorFile.open(tmp_path / "ids.npy", tmp_path / "v.npy")
     assert np.array_equal(stored.ids, np.sort(ids))
     pick = ids[[7, 3, 499, 0]]
     assert np.array_equal(stored.get(pick), vectors[[7, 3, 499, 0]])

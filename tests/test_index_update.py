@@ -14,7 +14,18 @@ from index_helpers import RSICD_TEST, copy_images, rsicd_names, tiny_settings, w
 
 from index import profiles as index_profiles
 from index.job import run_update
-from index.layout import CURRENT, IMAGES_INDEX, LAST_RUN, MANIFEST, OVERVIEW_CACHE, content_id, file_sha256
+from index.layout import (
+    CURRENT,
+    FORMAT,
+    IMAGES_INDEX,
+    LAST_RUN,
+    MANIFEST,
+    OVERVIEW_CACHE,
+    PREVIOUS_FORMAT,
+    VECTOR_FILES,
+    content_id,
+    file_sha256,
+)
 from index.profiles import compute_profiles
 from index.publish import StoreBusyError, prune, rollback, store_lock
 from index.settings import StoreConfig
@@ -360,3 +371,38 @@ def test_retention_always_keeps_the_last_intact_version_before_current(small_sto
     _clone_version(root, 3, 5, corrupt=True)
     shutil.rmtree(root / "versions" / "3")
     assert prune(root, 1) == []  # nothing intact and nothing live: delete nothing
+
+
+def _as_previous_format(version_dir: Path) -> None:
+    """Turn a version into what the release before the vector files wrote: no image_ids.npy/image_vectors.npy,
+    format posapl-index/2 (the other files of that format are the same)."""
+    manifest = json.loads((version_dir / MANIFEST).read_text())
+    for name in VECTOR_FILES:
+        (version_dir / name).unlink()
+        del manifest["files"][name]
+    manifest["format"] = PREVIOUS_FORMAT
+    (version_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_store_of_the_previous_format_serves_and_its_update_reuses_its_vectors(
+    small_store, tiny_arch_path: Path
+) -> None:
+    root, images = small_store
+    with open_version(root) as version:
+        ids, vectors = (np.array(a) for a in version.all_image_vectors())
+        expected = version.search_images(vectors[:3], 4)
+    _as_previous_format(root / "versions" / "1")
+
+    with open_version(root) as old:  # readers still open it: the vectors come back from the FAISS index
+        assert old.manifest.format == PREVIOUS_FORMAT
+        assert np.array_equal(old.all_image_vectors()[0], ids)
+        np.testing.assert_array_equal(old.all_image_vectors()[1], vectors)
+        for got, want in zip(old.search_images(vectors[:3], 4), expected):
+            np.testing.assert_array_equal(got, want)
+
+    copy_images(rsicd_names(1, start=60), images)
+    report = run_update(root, tiny_settings(root, tiny_arch_path))
+    assert report.status == "published" and report.counts["items_embedded"] == 1  # the 6 old ones are reused
+    with open_version(root) as upgraded:
+        assert upgraded.manifest.format == FORMAT and all(name in upgraded.manifest.files for name in VECTOR_FILES)
+        np.testing.assert_array_equal(upgraded.image_vectors(ids), vectors)
