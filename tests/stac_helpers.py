@@ -1,14 +1,14 @@
 """A small static STAC catalog over rasterio-made COGs, written with pystac (shared by the STAC tests).
 
-    catalog.json                              root catalog
-      sentinel-2-l2a/collection.json          collection "sentinel-2-l2a"
-        S2A_T33_20200513/…json + B02/B03/B04  B02 at 20 m (half resolution), B03 and B04 at 10 m
-        S2B_T33_20210701/…json + bands        cloudier, another platform and year
-        S2A_T33_MISSING/…json                 its B03 file does not exist
-      landsat-c2-l2/collection.json                collection "landsat-c2-l2": assets keyed red, green, blue
-      aerial/catalog.json                     a sub-catalog reached by a relative href
-        aerial-rgb/collection.json            collection "aerial-rgb"
-          aerial-1/…json + visual.tif         one 3-band visual asset; start_datetime only
+catalog.json                              root catalog
+  sentinel-2-l2a/collection.json          collection "sentinel-2-l2a"
+    S2A_T33_20200513/…json + B02/B03/B04  B02 at 20 m (half resolution), B03 and B04 at 10 m
+    S2B_T33_20210701/…json + bands        cloudier, another platform and year
+    S2A_T33_MISSING/…json                 its B03 file does not exist
+  landsat-c2-l2/collection.json                collection "landsat-c2-l2": assets keyed red, green, blue
+  aerial/catalog.json                     a sub-catalog reached by a relative href
+    aerial-rgb/collection.json            collection "aerial-rgb"
+      aerial-1/…json + visual.tif         one 3-band visual asset; start_datetime only
 """
 
 from __future__ import annotations
@@ -28,12 +28,28 @@ BBOX = [14.99, 36.13, 15.01, 36.14]
 COMMON = {"B02": "blue", "B03": "green", "B04": "red"}
 
 
+def tiles_by_item(version) -> dict[str, list]:
+    """A store version's image records (tiles) grouped by their STAC item id."""
+    records = version.all_images()
+    stac = version.stac([r.scene_id for r in records])
+    grouped: dict[str, list] = {}
+    for record in records:
+        grouped.setdefault(stac[record.scene_id].item, []).append(record)
+    return grouped
+
+
 def write_cog(path: Path, data: np.ndarray, resolution: float, nodata: float | None = 0) -> None:
     """A Cloud-Optimized GeoTIFF of `data` (bands, rows, cols) in UTM 33N at ORIGIN."""
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(
-        driver="COG", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=str(data.dtype),
-        crs=f"EPSG:{EPSG}", transform=from_origin(*ORIGIN, resolution, resolution), nodata=nodata,
+        driver="COG",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=str(data.dtype),
+        crs=f"EPSG:{EPSG}",
+        transform=from_origin(*ORIGIN, resolution, resolution),
+        nodata=nodata,
     )
     with rasterio.open(path, "w", **profile) as dataset:
         dataset.write(data)
@@ -47,13 +63,12 @@ def band_data(seed: int, size: int) -> np.ndarray:
     return field.astype(np.uint16)[None]
 
 
-def _item(
-    item_id: str, moment: datetime | None, properties: dict, collection: pystac.Collection | None
-) -> pystac.Item:
+def _item(item_id: str, moment: datetime | None, properties: dict, collection: pystac.Collection | None) -> pystac.Item:
     geometry = {
         "type": "Polygon",
-        "coordinates": [[[BBOX[0], BBOX[1]], [BBOX[2], BBOX[1]], [BBOX[2], BBOX[3]], [BBOX[0], BBOX[3]],
-                         [BBOX[0], BBOX[1]]]],
+        "coordinates": [
+            [[BBOX[0], BBOX[1]], [BBOX[2], BBOX[1]], [BBOX[2], BBOX[3]], [BBOX[0], BBOX[3]], [BBOX[0], BBOX[1]]]
+        ],
     }
     item = pystac.Item(item_id, geometry, BBOX, moment, {**properties, "proj:code": f"EPSG:{EPSG}"})
     if collection is not None:
@@ -100,8 +115,12 @@ def write_catalog(root: Path) -> Path:
     catalog.add_child(sentinel)
 
     landsat = _collection("landsat-c2-l2")
-    scene = _item("LC08_T33_20190801", datetime(2019, 8, 1, tzinfo=UTC), {"eo:cloud_cover": 30.0,
-                  "platform": "landsat-8"}, landsat)
+    scene = _item(
+        "LC08_T33_20190801",
+        datetime(2019, 8, 1, tzinfo=UTC),
+        {"eo:cloud_cover": 30.0, "platform": "landsat-8"},
+        landsat,
+    )
     for number, key in enumerate(("red", "green", "blue")):
         write_cog(root / "landsat-c2-l2" / scene.id / f"{key}.tif", band_data(31 + number, SIZE), 10.0)
         scene.add_asset(key, pystac.Asset(f"./{key}.tif", media_type=pystac.MediaType.COG))
@@ -110,8 +129,16 @@ def write_catalog(root: Path) -> Path:
 
     aerial = pystac.Catalog("aerial", "aerial survey")
     planes = _collection("aerial-rgb")
-    photo = _item("aerial-1", None, {"start_datetime": "2022-03-04T08:00:00Z", "end_datetime":
-                                    "2022-03-04T09:00:00Z", "constellation": "survey-plane"}, planes)
+    photo = _item(
+        "aerial-1",
+        None,
+        {
+            "start_datetime": "2022-03-04T08:00:00Z",
+            "end_datetime": "2022-03-04T09:00:00Z",
+            "constellation": "survey-plane",
+        },
+        planes,
+    )
     rgb = np.concatenate([band_data(41 + band, SIZE) for band in range(3)]) // 64
     write_cog(root / "aerial" / "aerial-rgb" / "aerial-1" / "visual.tif", rgb.astype(np.uint8), 10.0, nodata=None)
     photo.add_asset("visual", pystac.Asset("./visual.tif", media_type=pystac.MediaType.COG, roles=["visual"]))
@@ -138,13 +165,20 @@ def write_safe(folder: Path, tile: str = "T33SVB", sensed: str = "20200513T10003
             path = safe / f"{name}.jp2"
             path.parent.mkdir(parents=True, exist_ok=True)
             profile = dict(
-                driver="JP2OpenJPEG", width=size, height=size, count=1, dtype="uint16", crs=f"EPSG:{EPSG}",
-                transform=from_origin(*ORIGIN, resolution, resolution), QUALITY=100, REVERSIBLE="YES",
+                driver="JP2OpenJPEG",
+                width=size,
+                height=size,
+                count=1,
+                dtype="uint16",
+                crs=f"EPSG:{EPSG}",
+                transform=from_origin(*ORIGIN, resolution, resolution),
+                QUALITY=100,
+                REVERSIBLE="YES",
             )
             with rasterio.open(path, "w", **profile) as dataset:
                 dataset.write(band_data(51 + number, size))
     granules = "".join(
-        "<Granule_List><Granule granuleIdentifier=\"G\" imageFormat=\"JPEG2000\">"
+        '<Granule_List><Granule granuleIdentifier="G" imageFormat="JPEG2000">'
         + "".join(f"<IMAGE_FILE>{name}</IMAGE_FILE>" for name in names)
         + "</Granule></Granule_List>"
         for names in files.values()
@@ -155,7 +189,7 @@ def write_safe(folder: Path, tile: str = "T33SVB", sensed: str = "20200513T10003
         '<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">'
         f"<n1:General_Info><Product_Info><PRODUCT_URI>{safe.name}</PRODUCT_URI>"
         "<PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL><PROCESSING_BASELINE>02.14</PROCESSING_BASELINE>"
-        "<Datatake datatakeIdentifier=\"GS2A\"><SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME></Datatake>"
+        '<Datatake datatakeIdentifier="GS2A"><SPACECRAFT_NAME>Sentinel-2A</SPACECRAFT_NAME></Datatake>'
         f"<Query_Options><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT><Band_List>{bands}</Band_List></Query_Options>"
         f"<Product_Organisation>{granules}</Product_Organisation>"
         "</Product_Info></n1:General_Info></n1:Level-2A_User_Product>\n"

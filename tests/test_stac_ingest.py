@@ -18,7 +18,7 @@ import rasterio
 from index_helpers import tiny_settings
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from stac_helpers import SIZE, band_data, write_catalog, write_cog
+from stac_helpers import SIZE, band_data, tiles_by_item, write_catalog, write_cog
 
 from index.job import PAUSE_MARKER, run_update
 from index.layout import STAGING_PREFIX
@@ -29,16 +29,6 @@ from posapl.cli import main as posapl_main
 
 RGB = ["red", "green", "blue"]
 S2 = "sentinel-2-l2a"
-
-
-def _by_item(version) -> dict[str, list]:
-    """Image records grouped by STAC item id."""
-    records = version.all_images()
-    stac = version.stac([r.scene_id for r in records])
-    grouped: dict[str, list] = {}
-    for record in records:
-        grouped.setdefault(stac[record.scene_id].item, []).append(record)
-    return grouped
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +45,7 @@ def stacked(tmp_path_factory: pytest.TempPathFactory, tiny_arch_path: Path):
 def test_items_become_scenes_with_their_stac_facts(stacked) -> None:
     catalog, root, report = stacked
     with open_version(root) as version:
-        grouped = _by_item(version)
+        grouped = tiles_by_item(version)
         assert set(grouped) == {"S2A_T33_20200513", "S2B_T33_20210701", "LC08_T33_20190801"}
         assert all(len(records) == 9 for records in grouped.values())  # 128 px in 64 px tiles, overlap 0.25
         facts = {record.item: record for record in version.stac([r[0].scene_id for r in grouped.values()]).values()}
@@ -110,7 +100,7 @@ def test_the_visual_asset_by_default_and_a_sub_catalog_by_relative_href(tmp_path
     assert posapl_main([*argv, "--tile-sizes", "64"]) == 0  # the catalog's folder stands for its catalog.json
     assert json.loads((root / "config.json").read_text())["stac"] == [str(catalog)]
     with open_version(root) as version:
-        grouped = _by_item(version)
+        grouped = tiles_by_item(version)
         assert set(grouped) == {"aerial-1"}
         (row,) = version.stac([grouped["aerial-1"][0].scene_id]).values()
         assert (row.collection, row.platform, row.cloud_cover) == ("aerial-rgb", "survey-plane", None)
@@ -122,7 +112,7 @@ def test_the_visual_asset_by_default_and_a_sub_catalog_by_relative_href(tmp_path
 def test_stac_filters_are_exact(stacked) -> None:
     _, root, _ = stacked
     with open_version(root) as version:
-        grouped = _by_item(version)
+        grouped = tiles_by_item(version)
         ids = {item: {r.id for r in records} for item, records in grouped.items()}
 
         def selected(collections=None, cloud=None, platforms=None) -> set[int]:
@@ -158,8 +148,15 @@ def test_file_url_and_unsupported_scheme_assets(tmp_path: Path) -> None:
     """A file:// href is a local file; an s3:// asset (no GDAL name for it without credentials) is skipped."""
     visual = tmp_path / "photo" / "visual.tif"
     write_cog(visual, (band_data(5, SIZE)[[0, 0, 0]] // 64).astype(np.uint8), 10.0, nodata=None)
-    local = {"type": "Feature", "stac_version": "1.0.0", "id": "local", "geometry": None, "properties":
-             {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {"visual": {"href": visual.as_uri()}}}
+    local = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "local",
+        "geometry": None,
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {"visual": {"href": visual.as_uri()}},
+    }
     remote = {**local, "id": "remote", "assets": {"visual": {"href": "s3://bucket/visual.tif"}}}
     (tmp_path / "garbage.tif").write_bytes(b"not a raster at all")
     garbage = {**local, "id": "garbage", "assets": {"visual": {"href": "garbage.tif"}}}  # relative to the listing
@@ -178,9 +175,15 @@ def test_an_asset_that_fails_to_decode_is_reported_by_its_item(tmp_path: Path, t
     """A real COG whose tiles are truncated (shared data corrupt.tif) passes the header read and fails a window."""
     from index_helpers import DATA
 
-    item = {"type": "Feature", "stac_version": "1.0.0", "id": "broken-tiles", "geometry": None, "links": [],
-            "properties": {"datetime": "2020-01-01T00:00:00Z"},
-            "assets": {"visual": {"href": str(DATA / "geotiff" / "corrupt.tif")}}}
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "broken-tiles",
+        "geometry": None,
+        "links": [],
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "assets": {"visual": {"href": str(DATA / "geotiff" / "corrupt.tif")}},
+    }
     good = {**item, "id": "fine", "assets": {"visual": {"href": str(DATA / "geotiff" / "RGB.byte.tif")}}}
     lines = tmp_path / "items.ndjson"
     lines.write_text(f"{json.dumps(item)}\n{json.dumps(good)}\n")
@@ -190,7 +193,7 @@ def test_an_asset_that_fails_to_decode_is_reported_by_its_item(tmp_path: Path, t
     (reason,) = [reason for _, reason in report.skipped]
     assert reason.startswith("STAC item broken-tiles: window at") and "unreadable raster" in reason
     with open_version(root) as version:
-        assert set(_by_item(version)) == {"fine"}
+        assert set(tiles_by_item(version)) == {"fine"}
 
 
 def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, tiny_arch_path: Path) -> None:
@@ -199,7 +202,7 @@ def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, ti
     settings = tiny_settings(root, tiny_arch_path, stac=[catalog], stac_assets=RGB, tile_sizes=[64])
     run_update(root, settings, settings.store_config())
     with open_version(root) as version:
-        before = {item: {r.sha256 for r in records} for item, records in _by_item(version).items()}
+        before = {item: {r.sha256 for r in records} for item, records in tiles_by_item(version).items()}
 
     s2 = pystac.read_file(str(catalog.parent / S2 / "collection.json"))
     s2.remove_item("S2B_T33_20210701")
@@ -221,7 +224,7 @@ def test_update_drops_removed_items_and_replaces_changed_ones(tmp_path: Path, ti
     assert report.status == "published" and counts == {"files_new": 0, "files_changed": 1, "files_removed": 1}
     assert (report.counts["items_embedded"], report.counts["items_reused"], report.counts["items_removed"]) == (9, 0, 9)
     with open_version(root) as version:
-        after = {item: {r.sha256 for r in records} for item, records in _by_item(version).items()}
+        after = {item: {r.sha256 for r in records} for item, records in tiles_by_item(version).items()}
         assert all(r.time_source == "stac" for r in version.all_images())
     assert set(after) == {"S2A_T33_20200513", "LC08_T33_20190801"}
     assert after["S2A_T33_20200513"] == before["S2A_T33_20200513"]
@@ -257,11 +260,11 @@ def test_a_killed_catalog_update_leaves_the_live_version_whole(tmp_path: Path, t
     process.wait()
     assert list(root.glob(f"{STAGING_PREFIX}*"))
     with open_version(root) as version:
-        assert version.number == 1 and len(_by_item(version)) == 3
+        assert version.number == 1 and len(tiles_by_item(version)) == 3
 
     assert run_update(root, tiny_settings(root, tiny_arch_path)).status == "published"
     with open_version(root) as version:
-        assert version.number == 2 and set(_by_item(version)) == {"S2A_T33_20200513", "LC08_T33_20190801"}
+        assert version.number == 2 and set(tiles_by_item(version)) == {"S2A_T33_20200513", "LC08_T33_20190801"}
     assert not list(root.glob(f"{STAGING_PREFIX}*"))
 
 
@@ -270,8 +273,11 @@ def test_a_folder_of_per_band_files_is_stacked_by_file_name_pattern(tmp_path: Pa
     scene = "T33UUP_20200513T100031"
     for number, band in enumerate(("B02", "B03", "B04")):
         half = band == "B02"
-        write_cog(bands / "2020" / f"{scene}_{band}.tif", band_data(number, SIZE // 2 if half else SIZE),
-                  20.0 if half else 10.0)
+        write_cog(
+            bands / "2020" / f"{scene}_{band}.tif",
+            band_data(number, SIZE // 2 if half else SIZE),
+            20.0 if half else 10.0,
+        )
     write_cog(bands / "T33UUP_20210101T100031_B04.tif", band_data(7, SIZE), 10.0)  # its B03 and B02 are missing
     (bands / "2020" / "notes.txt").write_text("not a band")
     root = tmp_path / "store"
@@ -286,9 +292,11 @@ def test_a_folder_of_per_band_files_is_stacked_by_file_name_pattern(tmp_path: Pa
     skipped = dict(report.skipped)
     assert "none matches *_B03.tif, *_B02.tif" in skipped[str(bands / "T33UUP_20210101T100031")]
     assert "matches no band file pattern" in skipped[str(bands / "2020" / "notes.txt")]
-    with rasterio.open(root / "bands" / "0" / "2020" / f"{scene}.vrt") as stacked, \
-            rasterio.open(bands / "2020" / f"{scene}_B04.tif") as red, \
-            rasterio.open(bands / "2020" / f"{scene}_B02.tif") as blue:
+    with (
+        rasterio.open(root / "bands" / "0" / "2020" / f"{scene}.vrt") as stacked,
+        rasterio.open(bands / "2020" / f"{scene}_B04.tif") as red,
+        rasterio.open(bands / "2020" / f"{scene}_B02.tif") as blue,
+    ):
         assert np.array_equal(stacked.read(1), red.read(1))
         assert np.array_equal(stacked.read(3), blue.read(1, out_shape=(SIZE, SIZE), resampling=Resampling.bilinear))
 
@@ -312,17 +320,41 @@ def test_a_band_in_another_crs_is_warped_onto_the_first_bands_grid(tmp_path: Pat
         utm = band_data(2, SIZE)[0]
         transform, width, height = calculate_default_transform(red.crs, "EPSG:3857", SIZE, SIZE, *red.bounds)
     mercator = np.zeros((height, width), np.uint16)
-    reproject(utm, mercator, src_transform=grid["transform"], src_crs=grid["crs"], dst_transform=transform,
-              dst_crs="EPSG:3857", resampling=Resampling.bilinear)
-    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="uint16", crs="EPSG:3857",
-                   transform=transform, nodata=0)
+    reproject(
+        utm,
+        mercator,
+        src_transform=grid["transform"],
+        src_crs=grid["crs"],
+        dst_transform=transform,
+        dst_crs="EPSG:3857",
+        resampling=Resampling.bilinear,
+    )
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:3857",
+        transform=transform,
+        nodata=0,
+    )
     with rasterio.open(tmp_path / "B02.tif", "w", **profile) as blue:
         blue.write(mercator, 1)
     vrt = tmp_path / "stack.vrt"
     vrt.write_text(stack_vrt([str(tmp_path / f"{band}.tif") for band in ("B04", "B03", "B02")]))
     expected = np.zeros((SIZE, SIZE), np.uint16)
-    reproject(mercator, expected, src_transform=transform, src_crs="EPSG:3857", src_nodata=0,
-              dst_transform=grid["transform"], dst_crs=grid["crs"], dst_nodata=0, resampling=Resampling.bilinear)
+    reproject(
+        mercator,
+        expected,
+        src_transform=transform,
+        src_crs="EPSG:3857",
+        src_nodata=0,
+        dst_transform=grid["transform"],
+        dst_crs=grid["crs"],
+        dst_nodata=0,
+        resampling=Resampling.bilinear,
+    )
     with rasterio.open(vrt) as scene, rasterio.open(tmp_path / "B04.tif") as red:
         assert (scene.crs, scene.transform, scene.count) == (grid["crs"], grid["transform"], 3)
         assert np.array_equal(scene.read(1), red.read(1))

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from index_helpers import tiny_settings
 from range_server import serve_folder
-from stac_helpers import SIZE, band_data, write_catalog, write_cog
+from stac_helpers import SIZE, band_data, tiles_by_item, write_catalog, write_cog
 
 from index.decode import BadImageError, decode_image
 from index.job import run_update
@@ -60,12 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_arch_path: Path):
 
 def _tiles(root: Path) -> dict[str, list]:
     with open_version(root) as version:
-        records = version.all_images()
-        stac = version.stac([r.scene_id for r in records])
-    grouped: dict[str, list] = {}
-    for record in records:
-        grouped.setdefault(stac[record.scene_id].item, []).append(record)
-    return grouped
+        return tiles_by_item(version)
 
 
 def test_http_assets_give_the_pixels_of_the_local_files(served) -> None:
