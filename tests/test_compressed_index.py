@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from vector_store_helpers import clustered, publish_store
 
 from index.ivf_append import append_to_live
 from index.layout import IMAGE_VECTORS, IMAGES_INDEX
@@ -13,7 +14,6 @@ from index.refine import rescore
 from index.store import IndexVersion, open_version
 from index.vector_file import VectorFile, write_vector_files
 from index.vectors import IndexSpec, row_lookup, search_with
-from tests.test_filtered_search import clustered, publish_store
 
 COUNT = 1200
 
