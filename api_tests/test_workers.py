@@ -14,6 +14,8 @@ import pytest
 from api_support import ADMIN_TOKEN, N_IMAGES, LiveServer, build_index, model_env
 from test_reload import _wait_for
 
+from service.encoding import PREPARING
+
 WORKERS = 2
 REMOVED = 40  # images deleted from the archive before the second version is built
 K = 100  # every image of either version: an answer lists exactly the ids of the version it names
@@ -43,16 +45,21 @@ def _readiness(url: str) -> dict:
 
 def _workers_at(url: str, version: int | None = None) -> dict[str, int]:
     """Ask /readyz on fresh connections until WORKERS distinct workers have answered (with `version`, when
-    given); returns each worker's id and the version it reported last."""
+    given) and each has its encoder in place; returns each worker's id and the version it reported last.
+
+    A worker answers with PyTorch while its ONNX Runtime graphs load in the background, and the two runtimes'
+    scores differ in the last float digits, so answers are comparable only once no worker is still preparing."""
     seen: dict[str, int] = {}
+    settled: dict[str, bool] = {}
 
     def all_answered() -> bool:
         body = _readiness(url)
         if body["ready"]:
             seen[body["worker"]] = body["index_version"]
-        return len(seen) == WORKERS and (version is None or set(seen.values()) == {version})
+            settled[body["worker"]] = body["encoder_runtime_reason"] != PREPARING
+        return len(seen) == WORKERS and all(settled.values()) and (version is None or set(seen.values()) == {version})
 
-    _wait_for(all_answered, timeout=120)
+    _wait_for(all_answered, timeout=300)
     return seen
 
 
