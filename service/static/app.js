@@ -34,6 +34,12 @@ function keyHeaders(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
+// Every JSON POST the page sends: the body as JSON, with the key (if any); `accept` asks for another format.
+function postJson(url, body, accept) {
+  const headers = { "Content-Type": "application/json", ...(accept ? { Accept: accept } : {}) };
+  return fetch(url, { method: "POST", headers: keyHeaders(headers), body: JSON.stringify(body) });
+}
+
 function showError(box, message) {
   box.textContent = message;
   box.hidden = !message;
@@ -132,11 +138,7 @@ async function searchText(event) {
   $("search-meta").textContent = "searching…";
   $("export-geojson").hidden = true;
   lastSearch = null;
-  const response = await fetch("/v1/search/text", {
-    method: "POST",
-    headers: keyHeaders({ "Content-Type": "application/json" }),
-    body: JSON.stringify(body),
-  });
+  const response = await postJson("/v1/search/text", body);
   if (!response.ok) {
     $("search-meta").textContent = "";
     $("pos-tags").replaceChildren();
@@ -161,11 +163,7 @@ async function searchText(event) {
 // The same search again, answered as GeoJSON (RFC 7946) by the API, saved through a temporary blob link.
 async function exportGeojson() {
   if (!lastSearch) return;
-  const response = await fetch("/v1/search/text", {
-    method: "POST",
-    headers: keyHeaders({ "Content-Type": "application/json", Accept: "application/geo+json" }),
-    body: JSON.stringify(lastSearch),
-  });
+  const response = await postJson("/v1/search/text", lastSearch, "application/geo+json");
   if (!response.ok) {
     showError($("search-error"), await apiError(response));
     return;

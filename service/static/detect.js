@@ -15,9 +15,7 @@ async function runDetect() {
   showError($("detect-error"), "");
   const body = detectBody();
   $("detect-meta").textContent = "detecting…";
-  const response = await fetch("/v1/detect", {
-    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
-  });
+  const response = await postJson("/v1/detect", body);
   if (!response.ok) {
     $("detect-meta").textContent = "";
     showError($("detect-error"), await apiError(response));
@@ -36,9 +34,7 @@ async function runDetect() {
 async function exportDetections(format, extension) {
   if (!lastDetect) return;
   const params = new URLSearchParams({ format, layer: "polygons" });
-  const response = await fetch(`/v1/detect?${params}`, {
-    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(lastDetect),
-  });
+  const response = await postJson(`/v1/detect?${params}`, lastDetect);
   if (!response.ok) {
     showError($("detect-error"), await apiError(response));
     return;

@@ -3,7 +3,8 @@
 // Labelling results for relevance feedback: Yes/No (👍/👎) on every card, a tray of the labelled items, "search again
 // with these" (POST /v1/search/feedback) and "more like this" (GET /v1/items/{id}/similar). Keys on a focused
 // card: j/k (or →/←) move, y/n label relevant / not relevant, u clears its label, m shows more like it.
-// Loaded after app.js: it uses that script's $, el, apiError, showError, renderGrid and searchBody.
+// Loaded after app.js: it uses that script's $, el, apiError, showError, keyHeaders, postJson, renderGrid and
+// searchBody.
 const labelled = new Map();  // id (decimal string) -> { hit, label: "pos" | "neg" }
 
 function feedbackInputs() {
@@ -92,9 +93,7 @@ function showHits(hits, meta) {
 async function refine() {
   showError($("search-error"), "");
   const body = { ...feedbackInputs(), k: Number($("k").value), method: $("feedback-method").value };
-  const response = await fetch("/v1/search/feedback", {
-    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
-  });
+  const response = await postJson("/v1/search/feedback", body);
   if (!response.ok) {
     showError($("search-error"), await apiError(response));
     return;

@@ -4,7 +4,7 @@
 // detect threshold) as a saved search, POST /v1/searches; every index update then matches its new items. The
 // list shows the API key's saved searches, each with the number of matches found since this browser last
 // opened it; opening one shows those matches in the grid and on the map. Loaded after detect.js: it uses
-// detectBody(), showHits() and app.js's $, el, apiError, showError, apiKey and keyHeaders.
+// detectBody(), showHits() and app.js's $, el, apiError, showError, apiKey, keyHeaders and postJson.
 //
 // The API key field sets app.js's key (sessionStorage). What was seen is not a secret and should outlive the
 // tab: per search, the found_at of the newest match opened, in localStorage, sent back as `since`.
@@ -38,9 +38,7 @@ async function matchesOf(searchId, since) {
 // A saved search needs a score: "as good as result #N" is resolved by the detection the page would draw.
 async function watchThreshold(detect) {
   if ("score" in detect.threshold) return detect.threshold.score;
-  const response = await fetch("/v1/detect", {
-    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(detect),
-  });
+  const response = await postJson("/v1/detect", detect);
   if (!response.ok) throw new Error(await apiError(response));
   const score = (await response.json()).threshold.score;
   if (score === null) throw new Error("no item passes these filters yet: choose a score threshold instead of a rank");
@@ -53,9 +51,7 @@ async function saveWatch(event) {
   const detect = detectBody();
   const threshold = await watchThreshold(detect);
   const body = { ...detect, name: $("watch-name").value.trim(), threshold };
-  const response = await fetch("/v1/searches", {
-    method: "POST", headers: keyHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
-  });
+  const response = await postJson("/v1/searches", body);
   if (!response.ok) {
     showError($("watch-error"), await apiError(response));
     return;
