@@ -17,6 +17,7 @@ RAM the build added. A projection row scales the measured per-item costs to larg
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-on", choices=["archive", "captions"], default="archive")
     parser.add_argument("--queries", type=int, default=1000, help="queries per set for recall")
     parser.add_argument("--single-queries", type=int, default=200, help="one-at-a-time queries for latency")
-    parser.add_argument("--threads", type=int, default=1, help="FAISS threads (the service uses 1)")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS threads while searching (the service uses 1)")
+    parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1,
+                        help="FAISS threads while building and computing exact truth (the indexer uses all cores)")
+    parser.add_argument("--nlist", type=int, help="IVF lists (default: about 4·sqrt(n))")
+    parser.add_argument("--pq-m", type=int, help="ivf-pq bytes per vector (default: dim / 8)")
+    parser.add_argument("--refine-factor", type=int, help="compressed kinds: short list = k' x this")
+    parser.add_argument("--nprobes", type=int, nargs="+",
+                        help="IVF kinds: search these nprobe values (one row each) instead of tuning at build")
+    parser.add_argument("--exact-queries", type=int, default=50,
+                        help="one-at-a-time queries for the exact-scan row (each reads every vector)")
     parser.add_argument("--refine-flat", action="store_true",
                         help="also measure sq8 with FAISS's IndexRefineFlat (float vectors in RAM)")
     parser.add_argument("--work", type=Path, default=WORK_DIR / "scale", help="archive and index files go here")
@@ -86,8 +96,9 @@ def _single_query_ms(search, queries: np.ndarray, count: int) -> dict[str, float
 
 
 def run(args: argparse.Namespace) -> Iterator[Result]:
-    """Yields each row as soon as it is measured, so a long run that is cut short keeps what it finished."""
-    with faiss_threads(args.threads):
+    """Yields each row as soon as it is measured, so a long run that is cut short keeps what it finished.
+    Building and exact truth use --build-threads; each measured search runs on --threads."""
+    with faiss_threads(args.build_threads):
         yield from _run(args)
 
 
@@ -137,11 +148,13 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
         "queries": " + ".join(f"{len(q)} {name}" for name, q in sets.items()),
         "tuned_on": args.tune_on,
         "threads": args.threads,
+        "build_threads": args.build_threads,
     }
     truth = {name: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] for name, q in sets.items()}
     latency_queries = sets["gap-shifted"]
-    exact = _single_query_ms(lambda q: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT), latency_queries,
-                             args.single_queries)
+    with faiss_threads(args.threads):
+        exact = _single_query_ms(lambda q: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT),
+                                 latency_queries, min(args.single_queries, args.exact_queries))
     facts = {"nearest_cosine_p50": nearest_cosine(np.asarray(base[:100_000]))}
     yield Result(
         benchmark="scale",
@@ -152,7 +165,9 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
     )
     measured = []
     for kind in args.kinds:
-        spec = IndexSpec(kind=kind, flat_max=1000) if args.smoke else IndexSpec(kind=kind)
+        spec = IndexSpec(kind=kind, flat_max=1000 if args.smoke else IndexSpec.flat_max, nlist=args.nlist,
+                         pq_m=args.pq_m, refine_factor=args.refine_factor,
+                         nprobe=args.nprobes[0] if args.nprobes else None)
         began = time.perf_counter()
         with PeakRss() as peak:
             index, info = build_index(base, ids, spec, queries=tune_captions if args.tune_on == "captions" else None)
@@ -162,34 +177,44 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
         del index
         before = rss_mib()
         loaded = read_faiss(index_path, info["kind"])
-        set_search_parameter(loaded, info)
-        search = ImageSearch(loaded, stored, info)
         loaded_rss = rss_mib()
-        recalls = {f"recall@10_{name}": recall_at(search.search(q, 10)[1], truth[name]) for name, q in sets.items()}
-        single = _single_query_ms(lambda q, search=search: search.search(q, 10), latency_queries, args.single_queries)
-        after = rss_mib()
-        shown = {k: v for k, v in info.items() if k in ("kind", "nlist", "nprobe", "pq_m", "refine_factor")}
-        row = {
-            "search_ms_p50": single["p50"],
-            "search_ms_p95": single["p95"],
-            **recalls,
-            "build_recall@100": info.get("recall", 1.0),
-            "build_s": build_s,
-            "build_peak_added_MiB": peak.added_mib,
-            "index_file_MiB": index_path.stat().st_size / 2**20,
-            "index_bytes_per_item": index_path.stat().st_size / args.vectors,
-            "loaded_private_MiB": loaded_rss["RssAnon"] - before["RssAnon"],
-            "page_cache_touched_MiB": after["RssFile"] - before["RssFile"],
-        }
-        measured.append((info["kind"], row))
-        yield Result(
-            benchmark="scale",
-            params={**data, "index": f"{kind} -> {info['kind']}", **shown},
-            metrics=row,
-            raw={"index": info},
-            notes="search alone (codes, then exact re-scoring from the memory-mapped vector file for compressed "
-            "kinds); build_recall is what the build measured on its tuning queries and recorded in the manifest",
-        )
+        settings = [{}] if not (args.nprobes and info["kind"].startswith("ivf")) else [
+            {"nprobe": min(value, info["nlist"])} for value in args.nprobes
+        ]
+        for setting in settings:
+            served = {**info, **setting}
+            set_search_parameter(loaded, served)
+            search = ImageSearch(loaded, stored, served)
+            with faiss_threads(args.threads):
+                recalls = {f"recall@10_{name}": recall_at(search.search(q, 10)[1], truth[name])
+                           for name, q in sets.items()}
+                single = _single_query_ms(lambda q, search=search: search.search(q, 10), latency_queries,
+                                          args.single_queries)
+            after = rss_mib()
+            shown = {k: v for k, v in served.items() if k in ("kind", "nlist", "nprobe", "pq_m", "refine_factor")}
+            row = {
+                "search_ms_p50": single["p50"],
+                "search_ms_p95": single["p95"],
+                **recalls,
+                "build_recall@100": info.get("recall", 1.0),
+                "build_s": build_s,
+                "build_peak_added_MiB": peak.added_mib,
+                "index_file_MiB": index_path.stat().st_size / 2**20,
+                "index_bytes_per_item": index_path.stat().st_size / args.vectors,
+                "loaded_private_MiB": loaded_rss["RssAnon"] - before["RssAnon"],
+                "page_cache_touched_MiB": after["RssFile"] - before["RssFile"],
+                "resident_added_MiB": after["RssAnon"] + after["RssFile"] - before["RssAnon"] - before["RssFile"],
+            }
+            measured.append((f"{info['kind']}" + (f"-nprobe{setting['nprobe']}" if setting else ""), row))
+            yield Result(
+                benchmark="scale",
+                params={**data, "index": f"{kind} -> {info['kind']}", **shown},
+                metrics=row,
+                raw={"index": info},
+                notes="search alone (codes, then exact re-scoring from the memory-mapped vector file for compressed "
+                "kinds); build_recall is what the build measured on its tuning queries and recorded in the "
+                "manifest; resident_added is the private memory and page cache this index added to the process",
+            )
         if args.refine_flat and info["kind"] == "sq8":
             yield _refine_flat_row(base, info, sets, truth, latency_queries, args, data)
         del search, loaded
@@ -211,7 +236,8 @@ def _refine_flat_row(base, info, sets, truth, latency_queries, args, data) -> Re
     refined.k_factor = float(info["refine_factor"])
     added = rss_mib()["RssAnon"] - before["RssAnon"]
     recalls = {f"recall@10_{name}": recall_at(refined.search(q, 10)[1], truth[name]) for name, q in sets.items()}
-    single = _single_query_ms(lambda q: refined.search(q, 10), latency_queries, args.single_queries)
+    with faiss_threads(args.threads):
+        single = _single_query_ms(lambda q: refined.search(q, 10), latency_queries, args.single_queries)
     return Result(
         benchmark="scale",
         params={**data, "index": "sq8 + faiss.IndexRefineFlat (floats in RAM)", "refine_factor": info["refine_factor"]},

@@ -96,3 +96,11 @@ def test_ray_overhead_smoke_embeds_the_same_vectors(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     (payload,) = _run_smoke("ray-overhead", tmp_path)
     assert payload["metrics"]["max_abs_diff"] <= 1e-5 and payload["metrics"]["overhead_ratio"] > 0
+
+
+def test_scale_smoke_measures_each_given_nprobe(tmp_path: Path) -> None:
+    payloads = _run_smoke("scale", tmp_path, "--kinds", "ivf-pq", "--nlist", "16", "--pq-m", "32",
+                          "--refine-factor", "4", "--nprobes", "1", "16")
+    rows = [p for p in payloads if p["benchmark"] == "scale" and p["params"].get("kind") == "ivf-pq"]
+    assert sorted(p["params"]["nprobe"] for p in rows) == [1, 16]
+    assert {(p["params"]["nlist"], p["params"]["pq_m"], p["params"]["refine_factor"]) for p in rows} == {(16, 32, 4)}
