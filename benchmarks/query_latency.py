@@ -39,6 +39,7 @@ from benchmarks.harness import (
 )
 from benchmarks.server_process import Server, free_port
 from benchmarks.synthetic_store import publish_synthetic_store
+from index.vectors import INDEX_KINDS, IndexSpec
 
 STAGES = ("pos", "encode", "search", "rerank", "total")
 IMAGE_STAGES = ("decode", "encode", "search", "rerank", "total")
@@ -59,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"],
                         help="encoder runtimes, one server each, measured in alternating windows")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="server worker processes (variants)")
+    parser.add_argument("--index-kinds", nargs="+", default=["auto"], choices=list(INDEX_KINDS),
+                        help="image index kinds, one store each (variants): e.g. flat sq8 for the compressed scan")
     parser.add_argument("--baseline", help="git ref whose code serves one more variant per runtime (1 worker)")
     parser.add_argument("--windows", type=int, default=2, help="alternating windows per variant and cell")
     parser.add_argument("--reuse-store", action="store_true",
@@ -67,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="client counts for /v1/search/image with a 256 px JPEG (none: skip)")
 
 
-def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
-    """Publish one version: synthetic image vectors, the real caption bank, profiles. Returns the fingerprint."""
+def _build_store(root: Path, arch: str, vectors: int, bank: list[str], kind: str) -> str:
+    """Publish one version: synthetic image vectors, the real caption bank, profiles, the image index of `kind`.
+    Returns the fingerprint."""
     import numpy as np
 
     from posapl.checkpoint import load_model
@@ -80,21 +84,24 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str]) -> str:
     rng = np.random.default_rng(0)
     image_vectors = rng.standard_normal((vectors, model.embed_dim), dtype=np.float32)
     image_vectors /= np.linalg.norm(image_vectors, axis=1, keepdims=True)
-    return publish_synthetic_store(root, arch, image_vectors, bank, caption_vectors)
+    return publish_synthetic_store(root, arch, image_vectors, bank, caption_vectors, spec=IndexSpec(kind=kind))
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One server configuration under test: encoder runtime, worker processes, and whose code (None: this one)."""
+    """One server configuration under test: encoder runtime, worker processes, whose code (None: this one) and
+    the image index kind of the store it serves."""
 
     runtime: str
     workers: int = 1
     code: str | None = None
+    index: str = "auto"
 
     @property
     def label(self) -> str:
         workers = f" x{self.workers}" if self.workers != 1 else ""
-        return self.runtime + workers + (f" @{self.code}" if self.code else "")
+        index = f" {self.index}" if self.index != "auto" else ""
+        return self.runtime + workers + index + (f" @{self.code}" if self.code else "")
 
 
 def checkout(ref: str, target: Path) -> Path:
@@ -250,25 +257,26 @@ def run(args: argparse.Namespace) -> list[Result]:
     captions = query_captions(split, bank_size + (200 if args.smoke else 2000))
     bank, queries = captions[:bank_size], captions[bank_size:]
     work = WORK_DIR / "query-latency" / f"{'smoke' if args.smoke else Path(arch).stem}-{vectors}-{bank_size}"
-    if args.reuse_store and (work / "index" / "CURRENT").is_file():
-        print(f"reusing the store under {work} (built from the same split, sizes and seed)", flush=True)
-    else:
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
+    stores = {kind: work / ("index" if kind == "auto" else f"index-{kind}") for kind in args.index_kinds}
+    for kind, root in stores.items():
+        if args.reuse_store and (root / "CURRENT").is_file():
+            print(f"reusing the {kind} store under {root} (built from the same split, sizes and seed)", flush=True)
+            continue
+        if root.exists():
+            shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        _build_store(work / "index", arch, vectors, bank)
-        print(
-            f"index of {vectors} vectors + {bank_size} captions built in {time.perf_counter() - started:.0f} s",
-            flush=True,
-        )
+        _build_store(root, arch, vectors, bank, kind)
+        took = time.perf_counter() - started
+        print(f"{kind} index of {vectors} vectors + {bank_size} captions built in {took:.0f} s", flush=True)
 
     runtimes = ["torch", "onnx"] if args.smoke else args.runtimes
-    variants = [Variant(runtime, workers) for runtime in runtimes for workers in args.workers]
+    variants = [Variant(runtime, workers, index=kind)
+                for kind in args.index_kinds for runtime in runtimes for workers in args.workers]
     code_dirs: dict[str, Path] = {}
     if args.baseline:
         code_dirs[args.baseline] = checkout(args.baseline, work / f"baseline-{args.baseline}")
-        variants += [Variant(runtime, 1, args.baseline) for runtime in runtimes]
+        variants += [Variant(runtime, 1, args.baseline, args.index_kinds[0]) for runtime in runtimes]
     threads = {"torch_threads": args.torch_threads, "faiss_threads": args.faiss_threads,
                "onnx_threads": args.onnx_threads}
     extra_env = {f"POSAPL_{name.upper()}": str(value) for name, value in threads.items() if value is not None}
@@ -279,7 +287,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         for variant in variants:  # one at a time: a first ONNX export should not compete with another server
             port = free_port()
             log = work / f"server-{variant.label.replace(' ', '-')}.log"
-            server = _server(work / "index", arch, port, log, {**extra_env, **runtime_env(variant.runtime)},
+            server = _server(stores[variant.index], arch, port, log, {**extra_env, **runtime_env(variant.runtime)},
                              variant.workers, code_dirs.get(variant.code or ""))
             servers[variant] = (server, f"http://127.0.0.1:{port}")
             server.wait_ready()
@@ -288,7 +296,8 @@ def run(args: argparse.Namespace) -> list[Result]:
         windows = 1 if args.smoke else args.windows
         cells = [(rerank, clients, None) for rerank in args.rerank for clients in clients_list]
         image = jpeg_256(split) if args.image_clients else None
-        cells += [("none", clients, image) for clients in ([1] if args.smoke else args.image_clients)]
+        if image is not None:
+            cells += [("none", clients, image) for clients in ([1] if args.smoke else args.image_clients)]
         for rerank, clients, upload in cells:
             kind = "image" if upload is not None else "text"
             print(f"load average {load_average()}; {kind}, {clients} clients, rerank={rerank}", flush=True)
@@ -313,6 +322,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                     "runtime": variant.runtime,
                     "workers": variant.workers,
                     "code": variant.code or "this commit",
+                    "index": variant.index,
                     "alternating": labels,
                     **{name: value or "default" for name, value in threads.items()},
                 }
