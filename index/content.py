@@ -25,10 +25,11 @@ from posapl.pos import PosTagger
 
 @dataclass
 class ImagePlan:
-    """The image side of the next version: records and vectors in the same order, plus what was left out."""
+    """The image side of the next version: records and vectors in the same order, plus what was left out.
+    `vectors` is (N, D) float32, a read-only memory map of the run's spool file (index.vector_spool)."""
 
     records: list[ImageRecord]
-    vectors: list[np.ndarray]
+    vectors: np.ndarray
     skipped: list[tuple[str, str]]
     missing: list[ImageRecord]  # live entries whose content no longer exists in the folders
     scenes: dict[str, SceneRecord] = field(default_factory=dict)  # sha256 -> the file the items come from
@@ -81,7 +82,7 @@ def version_content(
     """The next version; an IVF image index is updated in place of the live one's while its quantiser still
     fits (index.ivf_append), else built afresh."""
     caption_texts, caption_vectors = captions
-    image_vectors = np.stack(plan.vectors) if plan.vectors else np.zeros((0, model.embed_dim), np.float32)
+    image_vectors = plan.vectors  # memory-mapped: every step below reads it a chunk at a time
     image_ids = np.array([r.id for r in plan.records], dtype=np.int64)
     caption_ids = np.arange(len(caption_texts), dtype=np.int64)
     with stage(f"building the FAISS indexes ({len(image_ids)} images, {len(caption_ids)} captions)", progress):

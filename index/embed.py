@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from index.checkpoint_vectors import CheckpointVectors
 from index.decode import BadImageError, ImageFacts, decode_image, facts_from_dict
 from index.layout import fsync_dir
 from posapl.encode import encode_images
@@ -93,7 +94,7 @@ def decode_item(item: WorkItem, image_size: int, max_pixels: int, min_valid: flo
 
 @dataclass
 class WorkState:
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # item key -> vector
+    vectors: CheckpointVectors = field(default_factory=CheckpointVectors)  # item key -> vector, read on demand
     facts: dict[str, ImageFacts] = field(default_factory=dict)  # whole-file items only
     failures: dict[str, str] = field(default_factory=dict)  # item key -> reason
     empty: set[str] = field(default_factory=set)  # tiles without enough data, not embedded
@@ -123,6 +124,8 @@ class WorkLog:
         return sorted(self.directory.glob("batch-*.npz"))
 
     def load(self, dim: int) -> WorkState:
+        """What the checkpoints hold; each batch's vectors are checked here and read again only when asked for
+        (index.checkpoint_vectors), so a large run's new vectors are not all in RAM at once."""
         state = WorkState()
         for path in self._batches():
             try:
@@ -136,8 +139,8 @@ class WorkLog:
                 continue  # a batch file is only visible once complete; anything else is not ours to trust
             if vectors.ndim != 2 or vectors.shape[1] != dim or not len(keys) == len(vectors) == len(facts):
                 continue
-            for key, vector, fact in zip(keys.tolist(), vectors, facts):
-                state.vectors[key] = vector
+            state.vectors.add(path, keys.tolist())  # rows are read again when the plan asks for them
+            for key, fact in zip(keys.tolist(), facts):
                 if fact is not None:
                     state.facts[key] = facts_from_dict(fact)
             state.failures.update(failures)

@@ -55,7 +55,7 @@ def append_to_live(
     if len(removed):
         removed = np.ascontiguousarray(removed, dtype=np.int64)  # FAISS's id hash table takes an id array only
         index.remove_ids(faiss.IDSelectorArray(len(removed), faiss.swig_ptr(removed)))
-    add_in_chunks(index, vectors[new], ids[new])
+    add_in_chunks(index, vectors, ids, new)
     held_out, described = tuning_queries(vectors, queries, seed)
     measured = tune(index, kind, vectors, ids, held_out, spec, given_setting(kind, spec, int(info["nlist"])))
     kept = {key: info[key] for key in ("nlist", "pq_m", "pq_bits") if key in info}

@@ -8,6 +8,7 @@ publishes nothing when the result would equal the live version.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ from index.captions import corpus_digest
 from index.content import caption_bank, reusable_image_profiles, version_content
 from index.embed import WorkLog, embed_files
 from index.job_plan import decode_settings, plan_images
-from index.layout import LAST_RUN, WORK
+from index.layout import LAST_RUN, STAGING_PREFIX, WORK
 from index.progress import stage
 from index.publish import publish, remove_staging, store_lock
 from index.report import RunReport, change_counts, nothing_to_index, write_report
@@ -32,6 +33,7 @@ from index.settings import IndexSettings, StoreConfig
 from index.sources.catalogs import prepare_catalogs
 from index.store import IndexIntegrityError, IndexStore, IndexVersion
 from index.tiles import plan_file
+from index.vector_spool import VectorSpool
 from posapl.checkpoint import load_model
 from posapl.model import POSAPL
 
@@ -149,8 +151,10 @@ def run_update(root: Path, settings: IndexSettings, config: StoreConfig | None =
             progress=settings.progress,
             min_valid=config.min_valid,
         )
+        spool = VectorSpool(root / f"{STAGING_PREFIX}plan-{os.getpid()}", model.embed_dim)
+        cleanup.callback(spool.remove)  # after publish has written the version's own vector file, or on failure
         plan = plan_images(
-            chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing, previous, live_digests
+            chosen, live, log.load(model.embed_dim), file_plans, config.keep_missing, previous, live_digests, spool
         )
         plan.skipped = sorted(catalogs.name_items(plan.skipped + unreadable) + catalogs.skipped)
         plan.records, plan.stac = catalogs.annotate(plan.records, plan.scenes)

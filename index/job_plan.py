@@ -17,6 +17,7 @@ from index.scan import ScannedFile
 from index.settings import StoreConfig
 from index.store import ImageRecord, IndexVersion
 from index.tiles import FilePlan
+from index.vector_spool import VectorSpool
 
 
 def _scene_failure(plan: FilePlan, state: WorkState) -> str | None:
@@ -43,11 +44,12 @@ def plan_images(
     keep_missing: bool,
     previous: dict[str, Previous],
     live_digests: dict[int, str],
+    spool: VectorSpool,
 ) -> ImagePlan:
     """Reuse live records and vectors for known hashes (with current path and mtime), and for the unchanged
     windows of changed files (`previous`, with their ids unless the old items are kept as missing); take new
     ones from the embedding checkpoints, report files that failed to decode. A file's items (its tiles) come
-    and go together."""
+    and go together. Each record's vector goes to `spool` as it is chosen; the plan holds the spool's map."""
     live_records: dict[str, list[ImageRecord]] = {}
     for record in live.all_images() if live is not None else []:
         live_records.setdefault(record.sha256, []).append(record)
@@ -56,14 +58,14 @@ def plan_images(
         ids, vectors = live.all_image_vectors()  # the exact floats, also for compressed kinds
         live_vectors = dict(zip(ids.tolist(), vectors))
     missing = [r for sha, records in live_records.items() if sha not in chosen for r in records]
-    plan = ImagePlan([], [], [], missing)
+    plan = ImagePlan([], np.zeros((0, spool.dim), np.float32), [], missing)  # the spool's map once complete
     fresh: set[int] = set()  # positions of records with newly made ids
 
     def add(record: ImageRecord, vector: np.ndarray, digest: str | None, new_id: bool) -> None:
         if new_id:
             fresh.add(len(plan.records))
         plan.records.append(record)
-        plan.vectors.append(vector)
+        spool.append(vector)
         plan.digests.append(digest)
 
     for sha, scanned in chosen.items():
@@ -100,6 +102,7 @@ def plan_images(
             add(record, live_vectors[record.id], live_digests.get(record.id), False)
             plan.scenes[record.sha256] = live.scene(record.scene_id)
     plan.records = unique_ids(plan.records, fresh)
+    plan.vectors = spool.finish()
     return plan
 
 

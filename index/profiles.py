@@ -52,16 +52,20 @@ def _image_profiles(
     out[rows >= 0] = known[1][rows[rows >= 0]]
     new = rows < 0
     if new.any():
-        out[new] = _profiles(image_vectors[new], caption_vectors, width, "image profiles", progress)
+        out[new] = _profiles(image_vectors, caption_vectors, width, "image profiles", progress, np.flatnonzero(new))
     return out
 
 
-def _profiles(items: np.ndarray, bank: np.ndarray, width: int, what: str, progress: bool) -> np.ndarray:
-    """build_profiles over row chunks (rows are independent), so a long computation shows its progress."""
-    out = np.empty((len(items), width + PROFILE_HEADER), dtype=np.float32)
-    with bar(len(items), what, "item", progress) as shown:
-        for start in range(0, len(items), PROFILE_CHUNK):
-            chunk = items[start : start + PROFILE_CHUNK]
+def _profiles(
+    items: np.ndarray, bank: np.ndarray, width: int, what: str, progress: bool, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """build_profiles over row chunks (rows are independent), so a long computation shows its progress and a
+    memory-mapped `items` is read a chunk at a time; `rows` (ascending) profiles only those rows of it."""
+    count = len(items) if rows is None else len(rows)
+    out = np.empty((count, width + PROFILE_HEADER), dtype=np.float32)
+    with bar(count, what, "item", progress) as shown:
+        for start in range(0, count, PROFILE_CHUNK):
+            chunk = items[start : start + PROFILE_CHUNK] if rows is None else items[rows[start : start + PROFILE_CHUNK]]
             out[start : start + len(chunk)] = build_profiles(chunk, bank, n_quantiles=width)
             shown.update(len(chunk))
     return out

@@ -1,5 +1,6 @@
 """Read side of the index store: the only code that parses a published version (the service uses it). The
-records it returns are in index.records, the manifest and its checks in index.manifest.
+records it returns are in index.records, the manifest and its checks in index.manifest, the metadata (SQLite)
+queries of a version in index.store_queries.
 
 Contract (names are stable; see index.layout for the files):
 
@@ -64,14 +65,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
-import shapely
-import shapely.geometry
 
 from index.image_search import SUBSET_EXACT_MAX as SUBSET_EXACT_MAX  # re-exported: callers import it here
 from index.image_search import ImageSearch, read_faiss
@@ -88,26 +85,20 @@ from index.layout import (
     VERSIONS,
 )
 from index.manifest import IndexIntegrityError, read_manifest, verify_files
-from index.records import (
-    IMAGE_COLUMNS,
-    SCENE_COLUMNS,
-    CaptionRecord,
-    ImageRecord,
-    SceneRecord,
-    image_record,
-    scene_record,
-)
-from index.stac_meta import StacRecord, has_stac, image_ids_by_stac, stac_of_scenes
+from index.records import IMAGE_COLUMNS, SCENE_COLUMNS
+from index.records import CaptionRecord as CaptionRecord  # the record types are re-exported: callers import
+from index.records import ImageRecord as ImageRecord  # them from here
+from index.records import SceneRecord as SceneRecord
+from index.stac_meta import StacRecord as StacRecord
+from index.stac_meta import has_stac
+from index.store_queries import MetadataQueries, has_column
 from index.vector_file import VectorFile
 from index.vectors import set_search_parameter, stored_vectors
 
-SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
-def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
-    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
-
-class IndexVersion:
-    """One published version, loaded and checked; see the module docstring for the contract."""
+class IndexVersion(MetadataQueries):
+    """One published version, loaded and checked; see the module docstring for the contract. Its metadata
+    queries (records, filters, footprints) are index.store_queries.MetadataQueries."""
 
     def __init__(self, number: int, path: Path, verify: bool = True, mmap: bool = True) -> None:
         self.number = number
@@ -131,7 +122,7 @@ class IndexVersion:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(f"file:{path / META}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         try:
-            self.has_time_sources = _has_column(self._db, "images", "time_source")
+            self.has_time_sources = has_column(self._db, "images", "time_source")
             self.has_stac = has_stac(self._db)
             recorded = ", time_source" if self.has_time_sources else ", NULL"  # NULL: written before it existed
             self._image_columns, self._scene_columns = IMAGE_COLUMNS + recorded, SCENE_COLUMNS + recorded
@@ -210,82 +201,6 @@ class IndexVersion:
             raise ValueError(f"queries must be (Q, {self.manifest.dim}), got {queries.shape}")
         return self._images.search_in(queries, k, ids, method)
 
-    def image_ids_in_time(
-        self, min_mtime: float | None, max_mtime: float | None, among: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Ids whose mtime is within the bounds; `among` (e.g. an area's ids) restricts the lookup to those ids,
-        so a small area is never intersected with a time range that holds most of the archive."""
-        clauses, values = [], []
-        if min_mtime is not None:
-            clauses.append("mtime >= ?")
-            values.append(min_mtime)
-        if max_mtime is not None:
-            clauses.append("mtime <= ?")
-            values.append(max_mtime)
-        where = " AND ".join(clauses) or "1"
-        if among is None:
-            return self._ids_where(where, values)
-        wanted = [int(i) for i in among]
-        parts = [
-            self._ids_where(f"id IN ({','.join('?' * len(chunk))}) AND {where}", [*chunk, *values])
-            for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    def image_ids_acquired(self, start: datetime | None, end: datetime | None) -> np.ndarray:
-        """Items acquired within [start, end] (None = open). julianday() compares instants, whatever UTC offset
-        a stored time was written with."""
-        clauses, values = [], []
-        if start is not None:
-            clauses.append("julianday(time) >= julianday(?)")
-            values.append(start.isoformat())
-        if end is not None:
-            clauses.append("julianday(time) <= julianday(?)")
-            values.append(end.isoformat())
-        return self._ids_where(" AND ".join(["time IS NOT NULL", *clauses]), values)
-
-    def image_ids_by_gsd(self, low: float | None, high: float | None) -> np.ndarray:
-        """Items whose ground sample distance (m/px) is within [low, high] (None = open); items without one (no
-        georeferencing) never match."""
-        clauses, values = ["gsd IS NOT NULL"], []
-        if low is not None:
-            clauses.append("gsd >= ?")
-            values.append(low)
-        if high is not None:
-            clauses.append("gsd <= ?")
-            values.append(high)
-        return self._ids_where(" AND ".join(clauses), values)
-
-    def image_ids_of_scenes(self, scene_ids: list[int] | np.ndarray) -> np.ndarray:
-        """Every item of the given scenes (through the index on scene_id)."""
-        wanted = [int(i) for i in scene_ids]
-        parts = [
-            self._ids_where(f"scene_id IN ({','.join('?' * len(chunk))})", chunk)
-            for chunk in (wanted[start : start + SQL_CHUNK] for start in range(0, len(wanted), SQL_CHUNK))
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    def stac(self, scene_ids: list[int] | np.ndarray) -> dict[int, StacRecord]:
-        """The STAC facts of those scenes that came from a STAC item (index.stac_meta)."""
-        if not self.has_stac:
-            return {}
-        with self._lock:
-            return stac_of_scenes(self._db, [int(i) for i in scene_ids])
-
-    def image_ids_by_stac(
-        self, collections: list[str] | None, cloud_cover_max: float | None, platforms: list[str] | None
-    ) -> np.ndarray:
-        """Items whose STAC item matches every given field exactly (index.stac_meta.image_ids_by_stac)."""
-        if not self.has_stac:
-            return np.zeros(0, np.int64)
-        with self._lock:
-            return image_ids_by_stac(self._db, collections, cloud_cover_max, platforms)
-
-    def _ids_where(self, where: str, values: list[Any]) -> np.ndarray:
-        with self._lock:
-            cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
-            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
-
     def image_vectors(self, ids: list[int] | np.ndarray) -> np.ndarray:
         return self._images.vectors.get(np.asarray(ids, dtype=np.int64).reshape(-1))
 
@@ -293,60 +208,9 @@ class IndexVersion:
         """(ids ascending, their vectors): read-only views of the memory-mapped vector file, no copy."""
         return self._images.vectors.ids, self._images.vectors.vectors
 
-    def images(self, ids: list[int] | np.ndarray) -> list[ImageRecord | None]:
-        wanted = [int(i) for i in ids]
-        found: dict[int, ImageRecord] = {}
-        for start in range(0, len(wanted), SQL_CHUNK):
-            chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {self._image_columns} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], image_record(row)) for row in rows)
-        return [found.get(i) for i in wanted]
-
-    def all_images(self) -> list[ImageRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {self._image_columns} FROM images ORDER BY source, path").fetchall()
-        return [image_record(row) for row in rows]
-
-    def image(self, image_id: int) -> ImageRecord:
-        record = self.images([image_id])[0]
-        if record is None:
-            raise KeyError(image_id)
-        return record
-
     def image_path(self, image_id: int) -> Path:
         record = self.image(image_id)
         return Path(self.manifest.sources[record.source]) / record.path
-
-    def captions(self, ids: list[int] | np.ndarray) -> list[CaptionRecord | None]:
-        wanted = [int(i) for i in ids]
-        found: dict[int, CaptionRecord] = {}
-        for start in range(0, len(wanted), SQL_CHUNK):
-            chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT id, text, source FROM captions WHERE id IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], CaptionRecord(*row)) for row in rows)
-        return [found.get(i) for i in wanted]
-
-    def all_captions(self) -> list[CaptionRecord]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, text, source FROM captions ORDER BY id").fetchall()
-        return [CaptionRecord(*row) for row in rows]
-
-    def caption(self, caption_id: int) -> CaptionRecord:
-        record = self.captions([caption_id])[0]
-        if record is None:
-            raise KeyError(caption_id)
-        return record
-
-    def caption_texts(self, ids: list[int] | np.ndarray) -> list[str]:
-        records = self.captions(ids)
-        missing = [int(i) for i, r in zip(ids, records) if r is None]
-        if missing:
-            raise KeyError(missing[0])
-        return [r.text for r in records]
 
     def image_ids(self) -> np.ndarray:
         return np.fromiter(self._image_rows.keys(), dtype=np.int64, count=len(self._image_rows))
@@ -359,78 +223,6 @@ class IndexVersion:
 
     def caption_profiles(self, ids: list[int] | np.ndarray) -> np.ndarray:
         return self._caption_profiles[[self._caption_rows[int(i)] for i in ids]]
-
-    def skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file the job could not index."""
-        with self._lock:
-            return self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
-
-    def scene(self, scene_id: int) -> SceneRecord:
-        with self._lock:
-            query = f"SELECT {self._scene_columns} FROM scenes WHERE id = ?"
-            row = self._db.execute(query, (int(scene_id),)).fetchone()
-        if row is None:
-            raise KeyError(scene_id)
-        return scene_record(row)
-
-    def scenes(self, ids: list[int] | np.ndarray) -> list[SceneRecord | None]:
-        """The scenes of `ids`, in that order (None for an unknown id)."""
-        wanted = [int(i) for i in ids]
-        found: dict[int, SceneRecord] = {}
-        for start in range(0, len(wanted), SQL_CHUNK):
-            chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {self._scene_columns} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], scene_record(row)) for row in rows)
-        return [found.get(i) for i in wanted]
-
-    def scene_footprints(self) -> list[tuple[int, str | None]]:
-        """(id, GeoJSON footprint in EPSG:4326 or None) of every scene, in archive order (folder, then path)."""
-        with self._lock:
-            return self._db.execute("SELECT id, footprint FROM scenes ORDER BY source, path").fetchall()
-
-    def ids_in_area(
-        self, bbox: tuple[float, float, float, float] | None = None, geometry: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        """Ids of the items whose footprint intersects `bbox` (west, south, east, north) and/or the GeoJSON
-        `geometry` (both in EPSG:4326; both together: their intersection). A bbox with west > east crosses the
-        antimeridian (RFC 7946 §5.2). The geometry must be valid: repairing one costs unbounded time, so the
-        caller refuses invalid input instead (ValueError here). The R*Tree narrows to bounding-box overlaps, one
-        query per part of the area (the two halves of an antimeridian box, the parts of a MultiPolygon), and a
-        prepared geometry decides among those candidates only."""
-        areas = []
-        if bbox is not None:
-            west, south, east, north = bbox
-            halves = [(west, 180.0), (-180.0, east)] if west > east else [(west, east)]
-            boxes = [shapely.box(w, south, e, north) for w, e in halves if w < e]  # [180, s, 10, n] is one box
-            areas.append(shapely.union_all(boxes))
-        if geometry is not None:
-            shape = shapely.geometry.shape(geometry)
-            if not shape.is_valid:
-                raise ValueError(f"invalid geometry: {shapely.is_valid_reason(shape)}")
-            areas.append(shape)
-        if not areas:
-            raise ValueError("ids_in_area needs a bbox or a geometry")
-        area = areas[0] if len(areas) == 1 else shapely.intersection(areas[0], areas[1])
-        if area.is_empty:
-            return np.zeros(0, dtype=np.int64)
-        candidates: dict[int, str] = {}
-        for part in shapely.get_parts(area):
-            min_lon, min_lat, max_lon, max_lat = part.bounds
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT i.id, i.footprint FROM footprints f JOIN images i ON i.id = f.id "
-                    "WHERE f.max_lon >= ? AND f.min_lon <= ? AND f.max_lat >= ? AND f.min_lat <= ?",
-                    (min_lon, max_lon, min_lat, max_lat),
-                ).fetchall()
-            candidates.update(rows)
-        if not candidates:
-            return np.zeros(0, dtype=np.int64)
-        ids = np.fromiter(candidates.keys(), dtype=np.int64, count=len(candidates))
-        shapely.prepare(area)  # used when it is the first argument: 5x faster for a 2,000-vertex area
-        hit = shapely.intersects(area, shapely.from_geojson(list(candidates.values())))
-        return ids[hit]
 
     def close(self) -> None:
         self._db.close()

@@ -121,11 +121,13 @@ def choose_kind(count: int, dim: int, spec: IndexSpec) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
-def add_in_chunks(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
-    """Add a chunk at a time, so a memory-mapped `vectors` is never copied whole into RAM."""
-    for start in range(0, len(ids), ADD_CHUNK):
-        chunk = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
-        index.add_with_ids(chunk, ids[start : start + ADD_CHUNK])
+def add_in_chunks(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, only: np.ndarray | None = None) -> None:
+    """Add ADD_CHUNK rows at a time (of those where the boolean mask `only` is set, when given), in row order, so
+    a memory-mapped `vectors` is never copied whole into RAM."""
+    rows = None if only is None else np.flatnonzero(only)
+    for start in range(0, len(ids) if rows is None else len(rows), ADD_CHUNK):
+        chunk = slice(start, start + ADD_CHUNK) if rows is None else rows[start : start + ADD_CHUNK]
+        index.add_with_ids(np.ascontiguousarray(vectors[chunk], dtype=np.float32), ids[chunk])
 
 
 def _sample(vectors: np.ndarray, cap: int, seed: int) -> np.ndarray:

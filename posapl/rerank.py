@@ -30,6 +30,7 @@ DEFAULT_RECIPROCAL_K = 10
 DEFAULT_RECIPROCAL_ALPHA = 0.1
 TIE_TOLERANCE = 1e-6
 DEFAULT_PROFILE_POINTS = 64
+FINITE_CHECK_ROWS = 65_536  # rows checked at a time: a memory-mapped bank (an archive's vectors) is not copied
 
 
 def _check_matrix(sims: np.ndarray, name: str = "sims") -> np.ndarray:
@@ -42,7 +43,8 @@ def _check_matrix(sims: np.ndarray, name: str = "sims") -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
-    if not np.isfinite(array).all():
+    blocks = (array[start : start + FINITE_CHECK_ROWS] for start in range(0, len(array), FINITE_CHECK_ROWS))
+    if not all(np.isfinite(block).all() for block in blocks):
         raise ValueError(f"{name} contains NaN or infinite values; re-ranking needs finite similarities")
     return array
 
