@@ -19,13 +19,15 @@ recall@K' against exact search on held-out queries reaches the target. The choic
 measured recall go into the manifest, and readers search with exactly those parameters.
 The compressed kinds (COMPRESSED_KINDS) rank by codes and re-score a short list of refine_factor x K' candidates
 exactly from the float vectors (index.refine), which a version keeps on disk and readers memory-map
-(index.vector_file); their recall is measured with that re-scoring. Vectors are added a chunk at a time
+(index.vector_file); their recall is measured with that re-scoring, and the IVF ones tune nprobe and
+refine_factor together (`_compressed_sweep`). Vectors are added a chunk at a time
 (ADD_CHUNK) and k-means trains on a sample, so `vectors` may be a memory map larger than RAM.
 Training and adding IVF run on a GPU when FAISS sees one; the file on disk is always a CPU index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,9 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8", "sq8", "ivf-pq")
 COMPRESSED_KINDS = ("sq8", "ivf-sq8", "ivf-pq")  # ranked by codes, re-scored exactly (index.refine)
 REFINE_FACTORS = (1, 2, 4, 8, 16, 32)  # sq8 tunes its short list over these; IVF kinds use DEFAULT_REFINE
 DEFAULT_REFINE = {"ivf-sq8": 2, "ivf-pq": 8}  # PQ codes rank coarsely: a longer list to re-score
+# Compressed IVF tuning: doubling nprobe that gains less recall than this means the codes, not the lists, hold
+# recall back (more lists only crowd the short list), so the short list doubles instead, up to REFINE_FACTORS[-1].
+PLATEAU_GAIN = 0.005
 PQ_BITS = 8
 PQ_TRAIN_POINTS = 64 * 2**PQ_BITS  # k-means sample of each PQ sub-quantiser (FAISS asks for >= 39 x 256)
 ADD_CHUNK = 100_000  # vectors converted and added at a time (200 MB of float32 at 512 d)
@@ -226,8 +231,8 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def _candidates(kind: str, index: faiss.Index, k: int, refine_factor: int) -> list[dict[str, int]]:
-    """Search settings to try, cheapest first."""
+def _candidates(kind: str, index: faiss.Index, k: int) -> list[dict[str, int]]:
+    """Search settings to try, cheapest first (IVF-Flat and HNSW; compressed kinds: `_compressed_sweep`)."""
     if kind == "hnsw":
         values, ef = [], 16
         while ef < 4096:
@@ -241,8 +246,38 @@ def _candidates(kind: str, index: faiss.Index, k: int, refine_factor: int) -> li
     while nprobe < nlist:
         values.append(nprobe)
         nprobe *= 2
-    extra = {"refine_factor": refine_factor} if kind in COMPRESSED_KINDS else {}
-    return [{"nprobe": value, **extra} for value in [*values, nlist]]
+    return [{"nprobe": value} for value in [*values, nlist]]
+
+
+def _compressed_sweep(
+    measure: Callable[[dict[str, int]], float], nlist: int, factor: int, max_factor: int, target: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(every setting tried with its recall, the one chosen) for a compressed IVF index.
+
+    nprobe doubles from 1 while each doubling gains at least PLATEAU_GAIN. When it stops paying, the codes'
+    ranking is what loses the true neighbours (more lists only add look-alikes to the short list), so the short
+    list (refine_factor) doubles instead, up to `max_factor`, and nprobe is tried again after it. The search
+    stops at the target or when neither doubling pays. Without the second parameter, codes that could not reach
+    the target drove nprobe to every list: a full scan of the codes for the recall of a fraction of them.
+    """
+    current = {"nprobe": 1, "refine_factor": factor}
+    current["recall"] = measure({"nprobe": 1, "refine_factor": factor})
+    sweep = [current]
+    while current["recall"] < target:
+        steps = []
+        if current["nprobe"] < nlist:
+            steps.append({"nprobe": min(2 * current["nprobe"], nlist), "refine_factor": current["refine_factor"]})
+        if current["refine_factor"] < max_factor:
+            steps.append({"nprobe": current["nprobe"], "refine_factor": min(2 * current["refine_factor"], max_factor)})
+        for step in steps:
+            tried = {**step, "recall": measure(step)}
+            sweep.append(tried)
+            if tried["recall"] >= target or tried["recall"] - current["recall"] >= PLATEAU_GAIN:
+                current = tried
+                break
+        else:
+            break
+    return sweep, current
 
 
 def row_lookup(vectors: np.ndarray, ids: np.ndarray) -> Lookup:
@@ -268,24 +303,36 @@ def tune(
     fixed: dict[str, int] | None,
 ) -> dict[str, Any]:
     """The cheapest search setting reaching recall@K' >= target on `queries` (or the given one), and the
-    recall it measured. Exact truth comes from a brute-force scan of `vectors` (no second copy)."""
+    recall it measured; for compressed IVF kinds, where the codes may never reach it, where more stops paying. Exact truth comes from a brute-force scan of `vectors` (no second copy)."""
     k = min(spec.recall_k, len(vectors))
     _, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     truth = ids[rows]
     lookup = row_lookup(vectors, ids)
-    refine_factor = spec.refine_factor or DEFAULT_REFINE.get(kind, 1)
-    sweep = []
-    for setting in [fixed] if fixed is not None else _candidates(kind, index, k, refine_factor):
+
+    def measure(setting: dict[str, int]) -> float:
         set_search_parameter(index, {"kind": kind, **setting})
-        _, found = search_with(index, {"kind": kind, **setting}, queries, k, lookup)
-        sweep.append({**setting, "recall": recall_at(found, truth)})
-        if fixed is None and sweep[-1]["recall"] >= spec.recall_target:
-            break
-    best = {name: int(value) for name, value in sweep[-1].items() if name != "recall"}
+        return recall_at(search_with(index, {"kind": kind, **setting}, queries, k, lookup)[1], truth)
+
+    if fixed is not None:
+        sweep = [{**fixed, "recall": measure(fixed)}]
+        chosen = sweep[0]
+    elif kind in ("ivf-sq8", "ivf-pq"):
+        nlist = faiss.extract_index_ivf(index).nlist
+        factor = spec.refine_factor or DEFAULT_REFINE[kind]  # one given explicitly is kept as given
+        sweep, chosen = _compressed_sweep(measure, nlist, factor, spec.refine_factor or REFINE_FACTORS[-1],
+                                          spec.recall_target)
+    else:
+        sweep = []
+        for setting in _candidates(kind, index, k):
+            sweep.append({**setting, "recall": measure(setting)})
+            if sweep[-1]["recall"] >= spec.recall_target:
+                break
+        chosen = sweep[-1]
+    best = {name: int(value) for name, value in chosen.items() if name != "recall"}
     set_search_parameter(index, {"kind": kind, **best})
     return {
         **best,
-        "recall": round(float(sweep[-1]["recall"]), 4),
+        "recall": round(float(chosen["recall"]), 4),
         "recall_k": k,
         "recall_target": spec.recall_target,
         "tuned": fixed is None,

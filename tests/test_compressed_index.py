@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from vector_store_helpers import clustered, publish_store
@@ -13,7 +14,16 @@ from index.layout import IMAGE_VECTORS, IMAGES_INDEX
 from index.refine import rescore
 from index.store import IndexVersion, open_version
 from index.vector_file import VectorFile, write_vector_files
-from index.vectors import IndexSpec, row_lookup, search_with
+from index.vectors import (
+    DEFAULT_REFINE,
+    IndexSpec,
+    build_index,
+    recall_at,
+    row_lookup,
+    search_with,
+    set_search_parameter,
+    tuning_queries,
+)
 
 COUNT = 1200
 
@@ -119,3 +129,30 @@ def test_update_appends_to_the_live_lists_until_the_share_calls_for_retraining(
         assert append_to_live(live, "test", vectors[500:], ids[500:], spec, captions) is None  # 200 new of 700
         assert append_to_live(live, "another model", next_vectors, next_ids, spec, captions) is None
         assert append_to_live(live, "test", next_vectors, next_ids, IndexSpec(kind="sq8"), captions) is None
+
+
+def test_tuning_lengthens_the_short_list_when_more_lists_stop_finding_neighbours() -> None:
+    """Codes of 2 bytes per 48-d vector rank too coarsely for a short list of 8 x K': more lists only add
+    look-alikes. Tuning must lengthen the short list instead of probing every list, and record the recall of
+    the setting it chose."""
+    vectors = clustered(20_000, 5)
+    ids = np.arange(len(vectors), dtype=np.int64)
+    index, info = build_index(vectors, ids, IndexSpec(kind="ivf-pq", nlist=64, pq_m=2, recall_k=10))
+    assert info["nprobe"] < info["nlist"]
+    assert info["refine_factor"] > DEFAULT_REFINE["ivf-pq"]
+
+    queries, _ = tuning_queries(vectors, None, 0)
+    truth = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    lookup = row_lookup(vectors, ids)
+
+    def recall(nprobe: int, factor: int) -> float:
+        setting = {"kind": "ivf-pq", "nprobe": nprobe, "refine_factor": factor, "recall_k": 10}
+        set_search_parameter(index, setting)
+        return recall_at(search_with(index, setting, queries, 10, lookup)[1], truth)
+
+    assert recall(info["nprobe"], info["refine_factor"]) == pytest.approx(info["recall"], abs=1e-4)
+    every_list = recall(info["nlist"], DEFAULT_REFINE["ivf-pq"])  # where a sweep of nprobe alone ended
+    assert info["recall"] > every_list + 0.1
+
+    _, given = build_index(vectors, ids, IndexSpec(kind="ivf-pq", nlist=64, pq_m=2, recall_k=10, refine_factor=8))
+    assert given["refine_factor"] == 8 and given["nprobe"] < given["nlist"]  # a factor given is kept as given
