@@ -8,19 +8,25 @@ gap-shifted ones (what a trained CLIP's text queries look like) and the random m
 case). The index is tuned at build time on archive vectors plus noise (`--tune-on archive`, what `auto` does
 without a caption bank) or on the captions' other half.
 
-Each index is written, then read back as the service reads it (index.image_search: memory-mapped codes, exact
-re-scoring from the memory-mapped vector file), and measured: private RAM it adds (RssAnon), page cache it
-touched (RssFile), disk, search-alone latency one query per call on one FAISS thread, build time and the peak
-RAM the build added. A projection row scales the measured per-item costs to larger archives.
+Each index is written, then read back in a fresh process as the service reads it (index.image_search:
+memory-mapped codes, exact re-scoring from the memory-mapped vector file), and measured there: that
+process's private memory (RssAnon) and file-backed pages (RssFile: shared page cache), recall, and search-alone
+latency one query per call on one FAISS thread; beside them disk, build time and the peak RAM the build added.
+`--nprobes` and `--refine-factors` search one built index with several settings (a row each), and
+`--reuse-index` searches the index an earlier run wrote; exact truth is kept beside the archive. A projection
+row scales the measured per-item costs to larger archives.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FAISS threads while building and computing exact truth (the indexer uses all cores)")
     parser.add_argument("--nlist", type=int, help="IVF lists (default: about 4·sqrt(n))")
     parser.add_argument("--pq-m", type=int, help="ivf-pq bytes per vector (default: dim / 8)")
-    parser.add_argument("--refine-factor", type=int, help="compressed kinds: short list = k' x this")
+    parser.add_argument("--refine-factors", type=int, nargs="+",
+                        help="compressed kinds: short list = k' x this; the first is built with, each one searched")
+    parser.add_argument("--reuse-index", action="store_true",
+                        help="search the index file (and its build record) a previous run of the same sizes wrote")
     parser.add_argument("--nprobes", type=int, nargs="+",
                         help="IVF kinds: search these nprobe values (one row each) instead of tuning at build")
     parser.add_argument("--exact-queries", type=int, default=50,
@@ -120,12 +129,62 @@ def _archive(args: argparse.Namespace, seeds: np.ndarray) -> tuple[Path, Path, f
     return ids_path, vectors_path, time.perf_counter() - began
 
 
-def _run(args: argparse.Namespace) -> Iterator[Result]:
+def _exact_truth(args: argparse.Namespace, ids_path: Path, base: np.ndarray, sets: dict[str, np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """Exact top 10 of each query set, kept beside the archive (at 10M each set is a scan of 20 GB)."""
+    import faiss
+
+    cache = Path(str(ids_path).replace("-ids.npy", f"-truth-{args.queries}-{args.seed}.npz"))
+    if cache.is_file():
+        with np.load(cache) as data:
+            if set(data.files) == set(sets):
+                return {name: data[name] for name in sets}
+    truth = {name: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] for name, q in sets.items()}
+    np.savez(cache, **truth)
+    return truth
+
+
+def _reader_rows(
+    index_path: Path, ids_path: Path, vectors_path: Path, info: dict, settings: list[dict], sets: dict[str, np.ndarray],
+    truth: dict[str, np.ndarray], single_queries: int, threads: int,
+) -> list[dict[str, float]]:
+    """Runs in a fresh process, as a server reads a version: the index and the vector file mapped, then each
+    search setting's recall@10 per query set and one-at-a-time latency, and the process's memory after it."""
     import faiss
 
     from index.image_search import ImageSearch, read_faiss
     from index.vector_file import VectorFile
-    from index.vectors import IndexSpec, build_index, recall_at, set_search_parameter
+    from index.vectors import recall_at, set_search_parameter
+
+    faiss.omp_set_num_threads(threads)
+    before = rss_mib()
+    vectors = VectorFile.open(ids_path, vectors_path)
+    loaded = read_faiss(index_path, info["kind"])
+    loaded_rss = rss_mib()
+    rows = []
+    for setting in settings:
+        served = {**info, **setting}
+        set_search_parameter(loaded, served)
+        search = ImageSearch(loaded, vectors, served)
+        recalls = {f"recall@10_{name}": recall_at(search.search(q, 10)[1], truth[name]) for name, q in sets.items()}
+        single = _single_query_ms(lambda q, search=search: search.search(q, 10), sets["gap-shifted"], single_queries)
+        after = rss_mib()
+        rows.append({
+            "search_ms_p50": single["p50"],
+            "search_ms_p95": single["p95"],
+            **recalls,
+            "loaded_private_MiB": loaded_rss["RssAnon"] - before["RssAnon"],
+            "reader_private_MiB": after["RssAnon"],
+            "reader_file_backed_MiB": after["RssFile"],
+        })
+    return rows
+
+
+def _run(args: argparse.Namespace) -> Iterator[Result]:
+    import faiss
+
+    from index.vector_file import VectorFile
+    from index.vectors import IndexSpec, build_index
 
     arch = str(smoke_arch()) if args.smoke else args.arch
     if args.smoke:
@@ -150,7 +209,7 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
         "threads": args.threads,
         "build_threads": args.build_threads,
     }
-    truth = {name: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] for name, q in sets.items()}
+    truth = _exact_truth(args, ids_path, base, sets)
     latency_queries = sets["gap-shifted"]
     with faiss_threads(args.threads):
         exact = _single_query_ms(lambda q: faiss.knn(q, base, 10, metric=faiss.METRIC_INNER_PRODUCT),
@@ -164,63 +223,58 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
         raw={"generate_s": generate_s},
     )
     measured = []
+    factors = args.refine_factors or [None]
     for kind in args.kinds:
-        spec = IndexSpec(kind=kind, flat_max=1000 if args.smoke else IndexSpec.flat_max, nlist=args.nlist,
-                         pq_m=args.pq_m, refine_factor=args.refine_factor,
-                         nprobe=args.nprobes[0] if args.nprobes else None)
-        began = time.perf_counter()
-        with PeakRss() as peak:
-            index, info = build_index(base, ids, spec, queries=tune_captions if args.tune_on == "captions" else None)
-        build_s = time.perf_counter() - began
         index_path = args.work / f"index-{args.vectors}-{kind}.faiss"
-        faiss.write_index(index, str(index_path))
-        del index
-        before = rss_mib()
-        # The reader maps the vector file afresh, as a server does: pages the exact truth already mapped into
-        # `stored` would otherwise not count as touched by the search.
-        reader_vectors = VectorFile.open(ids_path, vectors_path)
-        loaded = read_faiss(index_path, info["kind"])
-        loaded_rss = rss_mib()
-        settings = [{}] if not (args.nprobes and info["kind"].startswith("ivf")) else [
-            {"nprobe": min(value, info["nlist"])} for value in args.nprobes
-        ]
-        for setting in settings:
+        record = index_path.with_suffix(".json")
+        if args.reuse_index and index_path.is_file() and record.is_file():
+            built = json.loads(record.read_text())
+        else:
+            spec = IndexSpec(kind=kind, flat_max=1000 if args.smoke else IndexSpec.flat_max, nlist=args.nlist,
+                             pq_m=args.pq_m, refine_factor=factors[0],
+                             nprobe=args.nprobes[0] if args.nprobes else None)
+            began = time.perf_counter()
+            with PeakRss() as peak:
+                tune_on = tune_captions if args.tune_on == "captions" else None
+                index, info = build_index(base, ids, spec, queries=tune_on)
+            built = {"info": info, "build_s": time.perf_counter() - began, "build_peak_added_MiB": peak.added_mib}
+            faiss.write_index(index, str(index_path))
+            record.write_text(json.dumps(built, default=float))
+            del index
+        info = built["info"]
+        searched = [{}]
+        if info["kind"].startswith("ivf") and args.nprobes:
+            searched = [{"nprobe": min(value, info["nlist"])} for value in args.nprobes]
+        if info["kind"] in ("sq8", "ivf-sq8", "ivf-pq") and args.refine_factors:
+            searched = [{**one, "refine_factor": factor} for one in searched for factor in args.refine_factors]
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as reader:
+            rows = reader.submit(_reader_rows, index_path, ids_path, vectors_path, info, searched, sets, truth,
+                                 args.single_queries, args.threads).result()
+        for setting, row in zip(searched, rows, strict=True):
             served = {**info, **setting}
-            set_search_parameter(loaded, served)
-            search = ImageSearch(loaded, reader_vectors, served)
-            with faiss_threads(args.threads):
-                recalls = {f"recall@10_{name}": recall_at(search.search(q, 10)[1], truth[name])
-                           for name, q in sets.items()}
-                single = _single_query_ms(lambda q, search=search: search.search(q, 10), latency_queries,
-                                          args.single_queries)
-            after = rss_mib()
             shown = {k: v for k, v in served.items() if k in ("kind", "nlist", "nprobe", "pq_m", "refine_factor")}
-            row = {
-                "search_ms_p50": single["p50"],
-                "search_ms_p95": single["p95"],
-                **recalls,
+            row.update({
                 "build_recall@100": info.get("recall", 1.0),
-                "build_s": build_s,
-                "build_peak_added_MiB": peak.added_mib,
+                "build_s": built["build_s"],
+                "build_peak_added_MiB": built["build_peak_added_MiB"],
                 "index_file_MiB": index_path.stat().st_size / 2**20,
                 "index_bytes_per_item": index_path.stat().st_size / args.vectors,
-                "loaded_private_MiB": loaded_rss["RssAnon"] - before["RssAnon"],
-                "page_cache_touched_MiB": after["RssFile"] - before["RssFile"],
-                "resident_added_MiB": after["RssAnon"] + after["RssFile"] - before["RssAnon"] - before["RssFile"],
-            }
-            measured.append((f"{info['kind']}" + (f"-nprobe{setting['nprobe']}" if setting else ""), row))
+            })
+            label = "-".join([info["kind"], *(f"{name}{value}" for name, value in setting.items())])
+            measured.append((label, row))
             yield Result(
                 benchmark="scale",
                 params={**data, "index": f"{kind} -> {info['kind']}", **shown},
                 metrics=row,
                 raw={"index": info},
                 notes="search alone (codes, then exact re-scoring from the memory-mapped vector file for compressed "
-                "kinds); build_recall is what the build measured on its tuning queries and recorded in the "
-                "manifest; resident_added is the private memory and page cache this index added to the process",
+                "kinds) in a fresh reader process; reader_private is that process's RssAnon (interpreter and "
+                "libraries included), reader_file_backed its RssFile (shared, reclaimable page cache: mapped "
+                "codes and vector rows, with the kernel's fault-around of up to 64 KiB per read); build_recall "
+                "is what the build measured on its tuning queries and recorded in the manifest",
             )
         if args.refine_flat and info["kind"] == "sq8":
             yield _refine_flat_row(base, info, sets, truth, latency_queries, args, data)
-        del search, loaded, reader_vectors
     yield _projection(measured, args.vectors, int(base.shape[1]), data)
 
 

@@ -98,9 +98,13 @@ def test_ray_overhead_smoke_embeds_the_same_vectors(tmp_path: Path) -> None:
     assert payload["metrics"]["max_abs_diff"] <= 1e-5 and payload["metrics"]["overhead_ratio"] > 0
 
 
-def test_scale_smoke_measures_each_given_nprobe(tmp_path: Path) -> None:
+def test_scale_smoke_measures_each_given_search_setting(tmp_path: Path) -> None:
     payloads = _run_smoke("scale", tmp_path, "--kinds", "ivf-pq", "--nlist", "16", "--pq-m", "32",
-                          "--refine-factor", "4", "--nprobes", "1", "16")
+                          "--refine-factors", "4", "8", "--nprobes", "1", "16")
     rows = [p for p in payloads if p["benchmark"] == "scale" and p["params"].get("kind") == "ivf-pq"]
-    assert sorted(p["params"]["nprobe"] for p in rows) == [1, 16]
-    assert {(p["params"]["nlist"], p["params"]["pq_m"], p["params"]["refine_factor"]) for p in rows} == {(16, 32, 4)}
+    assert sorted((p["params"]["nprobe"], p["params"]["refine_factor"]) for p in rows) == [(1, 4), (1, 8), (16, 4),
+                                                                                          (16, 8)]
+    assert {(p["params"]["nlist"], p["params"]["pq_m"], p["raw"]["index"]["refine_factor"]) for p in rows} == {
+        (16, 32, 4)}  # built with the first factor
+    for row in rows:
+        assert row["metrics"]["reader_private_MiB"] > 0 and row["metrics"]["reader_file_backed_MiB"] > 0
