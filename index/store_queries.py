@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
@@ -20,12 +21,19 @@ import shapely.geometry
 from index.records import CaptionRecord, ImageRecord, SceneRecord, image_record, scene_record
 from index.stac_meta import StacRecord, image_ids_by_stac, stac_of_scenes
 
+R = TypeVar("R")
 SQL_CHUNK = 10_000  # ids per IN (...) query, below SQLite's bound-parameter limit
 
 
 def has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
     """Whether `table` has `column` (versions written before a column was added lack it)."""
     return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def _between(expression: str, low: Any, high: Any, placeholder: str = "?") -> tuple[list[str], list[Any]]:
+    """WHERE clauses and their values for low <= expression <= high; a None bound is open."""
+    bounds = [(op, value) for op, value in ((">=", low), ("<=", high)) if value is not None]
+    return [f"{expression} {op} {placeholder}" for op, _ in bounds], [value for _, value in bounds]
 
 
 class MetadataQueries:
@@ -42,13 +50,7 @@ class MetadataQueries:
     ) -> np.ndarray:
         """Ids whose mtime is within the bounds; `among` (e.g. an area's ids) restricts the lookup to those ids,
         so a small area is never intersected with a time range that holds most of the archive."""
-        clauses, values = [], []
-        if min_mtime is not None:
-            clauses.append("mtime >= ?")
-            values.append(min_mtime)
-        if max_mtime is not None:
-            clauses.append("mtime <= ?")
-            values.append(max_mtime)
+        clauses, values = _between("mtime", min_mtime, max_mtime)
         where = " AND ".join(clauses) or "1"
         if among is None:
             return self._ids_where(where, values)
@@ -62,26 +64,15 @@ class MetadataQueries:
     def image_ids_acquired(self, start: datetime | None, end: datetime | None) -> np.ndarray:
         """Items acquired within [start, end] (None = open). julianday() compares instants, whatever UTC offset
         a stored time was written with."""
-        clauses, values = [], []
-        if start is not None:
-            clauses.append("julianday(time) >= julianday(?)")
-            values.append(start.isoformat())
-        if end is not None:
-            clauses.append("julianday(time) <= julianday(?)")
-            values.append(end.isoformat())
+        clauses, values = _between("julianday(time)", start and start.isoformat(), end and end.isoformat(),
+                                   "julianday(?)")
         return self._ids_where(" AND ".join(["time IS NOT NULL", *clauses]), values)
 
     def image_ids_by_gsd(self, low: float | None, high: float | None) -> np.ndarray:
         """Items whose ground sample distance (m/px) is within [low, high] (None = open); items without one (no
         georeferencing) never match."""
-        clauses, values = ["gsd IS NOT NULL"], []
-        if low is not None:
-            clauses.append("gsd >= ?")
-            values.append(low)
-        if high is not None:
-            clauses.append("gsd <= ?")
-            values.append(high)
-        return self._ids_where(" AND ".join(clauses), values)
+        clauses, values = _between("gsd", low, high)
+        return self._ids_where(" AND ".join(["gsd IS NOT NULL", *clauses]), values)
 
     def image_ids_of_scenes(self, scene_ids: list[int] | np.ndarray) -> np.ndarray:
         """Every item of the given scenes (through the index on scene_id)."""
@@ -113,16 +104,21 @@ class MetadataQueries:
             cursor = self._db.execute(f"SELECT id FROM images WHERE {where}", values)
             return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
-    def images(self, ids: list[int] | np.ndarray) -> list[ImageRecord | None]:
+    def _by_id(self, table: str, columns: str, ids: list[int] | np.ndarray, record: Callable[[tuple], R]
+               ) -> list[R | None]:
+        """The records of `ids` (SQL_CHUNK per query), in the order asked, None for an unknown id."""
         wanted = [int(i) for i in ids]
-        found: dict[int, ImageRecord] = {}
+        found: dict[int, R] = {}
         for start in range(0, len(wanted), SQL_CHUNK):
             chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {self._image_columns} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+            query = f"SELECT {columns} FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
             with self._lock:
                 rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], image_record(row)) for row in rows)
+            found.update((row[0], record(row)) for row in rows)
         return [found.get(i) for i in wanted]
+
+    def images(self, ids: list[int] | np.ndarray) -> list[ImageRecord | None]:
+        return self._by_id("images", self._image_columns, ids, image_record)
 
     def all_images(self) -> list[ImageRecord]:
         with self._lock:
@@ -136,15 +132,7 @@ class MetadataQueries:
         return record
 
     def captions(self, ids: list[int] | np.ndarray) -> list[CaptionRecord | None]:
-        wanted = [int(i) for i in ids]
-        found: dict[int, CaptionRecord] = {}
-        for start in range(0, len(wanted), SQL_CHUNK):
-            chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT id, text, source FROM captions WHERE id IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], CaptionRecord(*row)) for row in rows)
-        return [found.get(i) for i in wanted]
+        return self._by_id("captions", "id, text, source", ids, lambda row: CaptionRecord(*row))
 
     def all_captions(self) -> list[CaptionRecord]:
         with self._lock:
@@ -179,15 +167,7 @@ class MetadataQueries:
 
     def scenes(self, ids: list[int] | np.ndarray) -> list[SceneRecord | None]:
         """The scenes of `ids`, in that order (None for an unknown id)."""
-        wanted = [int(i) for i in ids]
-        found: dict[int, SceneRecord] = {}
-        for start in range(0, len(wanted), SQL_CHUNK):
-            chunk = wanted[start : start + SQL_CHUNK]
-            query = f"SELECT {self._scene_columns} FROM scenes WHERE id IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                rows = self._db.execute(query, chunk).fetchall()
-            found.update((row[0], scene_record(row)) for row in rows)
-        return [found.get(i) for i in wanted]
+        return self._by_id("scenes", self._scene_columns, ids, scene_record)
 
     def scene_footprints(self) -> list[tuple[int, str | None]]:
         """(id, GeoJSON footprint in EPSG:4326 or None) of every scene, in archive order (folder, then path)."""
