@@ -227,9 +227,10 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
     for kind in args.kinds:
         index_path = args.work / f"index-{args.vectors}-{kind}.faiss"
         record = index_path.with_suffix(".json")
-        if args.reuse_index and index_path.is_file() and record.is_file():
-            built = json.loads(record.read_text())
-        else:
+        built = json.loads(record.read_text()) if args.reuse_index and record.is_file() else None
+        asked = {"nlist": args.nlist, "pq_m": args.pq_m}
+        same = built and index_path.is_file() and all(v is None or built["info"].get(k) == v for k, v in asked.items())
+        if not same:  # else search the index an earlier run built with these parameters
             spec = IndexSpec(kind=kind, flat_max=1000 if args.smoke else IndexSpec.flat_max, nlist=args.nlist,
                              pq_m=args.pq_m, refine_factor=factors[0],
                              nprobe=args.nprobes[0] if args.nprobes else None)

@@ -98,9 +98,9 @@ def test_ray_overhead_smoke_embeds_the_same_vectors(tmp_path: Path) -> None:
     assert payload["metrics"]["max_abs_diff"] <= 1e-5 and payload["metrics"]["overhead_ratio"] > 0
 
 
-def test_scale_smoke_measures_each_given_search_setting(tmp_path: Path) -> None:
-    payloads = _run_smoke("scale", tmp_path, "--kinds", "ivf-pq", "--nlist", "16", "--pq-m", "32",
-                          "--refine-factors", "4", "8", "--nprobes", "1", "16")
+def test_scale_smoke_measures_each_given_search_setting_and_reuses_its_index(tmp_path: Path) -> None:
+    built = ("--kinds", "ivf-pq", "--nlist", "16", "--pq-m", "32")
+    payloads = _run_smoke("scale", tmp_path, *built, "--refine-factors", "4", "8", "--nprobes", "1", "16")
     rows = [p for p in payloads if p["benchmark"] == "scale" and p["params"].get("kind") == "ivf-pq"]
     assert sorted((p["params"]["nprobe"], p["params"]["refine_factor"]) for p in rows) == [(1, 4), (1, 8), (16, 4),
                                                                                           (16, 8)]
@@ -108,3 +108,8 @@ def test_scale_smoke_measures_each_given_search_setting(tmp_path: Path) -> None:
         (16, 32, 4)}  # built with the first factor
     for row in rows:
         assert row["metrics"]["reader_private_MiB"] > 0 and row["metrics"]["reader_file_backed_MiB"] > 0
+
+    again = _run_smoke("scale", tmp_path, *built, "--reuse-index", "--nprobes", "2")
+    reused = [p for p in again if p["benchmark"] == "scale" and p["params"].get("nprobe") == 2]
+    assert len(reused) == 1  # searched the index of the first run: the same build record, not a new build
+    assert reused[0]["metrics"]["build_s"] == rows[0]["metrics"]["build_s"]
