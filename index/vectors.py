@@ -303,7 +303,8 @@ def tune(
     fixed: dict[str, int] | None,
 ) -> dict[str, Any]:
     """The cheapest search setting reaching recall@K' >= target on `queries` (or the given one), and the
-    recall it measured; for compressed IVF kinds, where the codes may never reach it, where more stops paying. Exact truth comes from a brute-force scan of `vectors` (no second copy)."""
+    recall it measured; for compressed IVF kinds, whose codes may never reach the target, the setting where
+    more stops paying (`_compressed_sweep`). Exact truth comes from a brute-force scan of `vectors`."""
     k = min(spec.recall_k, len(vectors))
     _, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     truth = ids[rows]
