@@ -39,7 +39,6 @@ from benchmarks.harness import (
 )
 from benchmarks.server_process import Server, free_port
 from benchmarks.synthetic_store import publish_synthetic_store
-from index.vectors import INDEX_KINDS, IndexSpec
 
 STAGES = ("pos", "encode", "search", "rerank", "total")
 IMAGE_STAGES = ("decode", "encode", "search", "rerank", "total")
@@ -60,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"],
                         help="encoder runtimes, one server each, measured in alternating windows")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="server worker processes (variants)")
-    parser.add_argument("--index-kinds", nargs="+", default=["auto"], choices=list(INDEX_KINDS),
-                        help="image index kinds, one store each (variants): e.g. flat sq8 for the compressed scan")
+    parser.add_argument("--index-kinds", nargs="+", default=["auto"],
+                        help="image index kinds (index.vectors.INDEX_KINDS), one store each (variants): e.g. flat "
+                        "sq8 for the compressed scan")
     parser.add_argument("--baseline", help="git ref whose code serves one more variant per runtime (1 worker)")
     parser.add_argument("--windows", type=int, default=2, help="alternating windows per variant and cell")
     parser.add_argument("--reuse-store", action="store_true",
@@ -75,6 +75,7 @@ def _build_store(root: Path, arch: str, vectors: int, bank: list[str], kind: str
     Returns the fingerprint."""
     import numpy as np
 
+    from index.vectors import IndexSpec
     from posapl.checkpoint import load_model
     from posapl.encode import embed_captions
     from posapl.pos import PosTagger
@@ -246,6 +247,11 @@ def _cell(name: str, params: dict, measured: dict, benchmark: str = "query-laten
 
 
 def run(args: argparse.Namespace) -> list[Result]:
+    from index.vectors import INDEX_KINDS  # imports faiss: not at parser-building time (benchmarks.cli)
+
+    unknown = sorted(set(args.index_kinds) - set(INDEX_KINDS))
+    if unknown:
+        raise ValueError(f"--index-kinds: unknown {', '.join(unknown)}; choose from {', '.join(INDEX_KINDS)}")
     arch = str(smoke_arch()) if args.smoke else args.arch
     vectors = 2000 if args.smoke else args.vectors
     bank_size = 100 if args.smoke else args.bank
