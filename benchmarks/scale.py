@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
     import faiss
 
     from index.vector_file import VectorFile
-    from index.vectors import IndexSpec, build_index
+    from index.vectors import COMPRESSED_KINDS, IndexSpec, build_index
 
     arch = str(smoke_arch()) if args.smoke else args.arch
     if args.smoke:
@@ -246,7 +246,7 @@ def _run(args: argparse.Namespace) -> Iterator[Result]:
         searched = [{}]
         if info["kind"].startswith("ivf") and args.nprobes:
             searched = [{"nprobe": min(value, info["nlist"])} for value in args.nprobes]
-        if info["kind"] in ("sq8", "ivf-sq8", "ivf-pq") and args.refine_factors:
+        if info["kind"] in COMPRESSED_KINDS and args.refine_factors:
             searched = [{**one, "refine_factor": factor} for one in searched for factor in args.refine_factors]
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as reader:
             rows = reader.submit(_reader_rows, index_path, ids_path, vectors_path, info, searched, sets, truth,

@@ -39,7 +39,7 @@ from index.refine import Lookup, search_refined
 MIN_POINTS_PER_LIST = 39  # FAISS's own lower bound for a k-means centroid to be trained meaningfully
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-sq8", "sq8", "ivf-pq")
 COMPRESSED_KINDS = ("sq8", "ivf-sq8", "ivf-pq")  # ranked by codes, re-scored exactly (index.refine)
-REFINE_FACTORS = (1, 2, 4, 8, 16, 32)  # sq8 tunes its short list over these; IVF kinds use DEFAULT_REFINE
+REFINE_FACTORS = (1, 2, 4, 8, 16, 32)  # sq8 tunes its short list over these; IVF kinds go from DEFAULT_REFINE up
 DEFAULT_REFINE = {"ivf-sq8": 2, "ivf-pq": 8}  # PQ codes rank coarsely: a longer list to re-score
 # Compressed IVF tuning: doubling nprobe that gains less recall than this means the codes, not the lists, hold
 # recall back (more lists only crowd the short list), so the short list doubles instead, up to REFINE_FACTORS[-1].
@@ -232,7 +232,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _candidates(kind: str, index: faiss.Index, k: int) -> list[dict[str, int]]:
-    """Search settings to try, cheapest first (IVF-Flat and HNSW; compressed kinds: `_compressed_sweep`)."""
+    """Search settings to try, cheapest first, for HNSW, sq8 and IVF-Flat (compressed IVF: `_compressed_sweep`)."""
     if kind == "hnsw":
         values, ef = [], 16
         while ef < 4096:
@@ -260,8 +260,8 @@ def _compressed_sweep(
     stops at the target or when neither doubling pays. Without the second parameter, codes that could not reach
     the target drove nprobe to every list: a full scan of the codes for the recall of a fraction of them.
     """
-    current = {"nprobe": 1, "refine_factor": factor}
-    current["recall"] = measure({"nprobe": 1, "refine_factor": factor})
+    first = {"nprobe": 1, "refine_factor": factor}
+    current = {**first, "recall": measure(first)}
     sweep = [current]
     while current["recall"] < target:
         steps = []
